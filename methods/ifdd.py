@@ -1,0 +1,377 @@
+"""IFDD (Wang et al., AAAI 2025, arXiv 2412.13168): MViTv2 + inter-frame split (ISSM) + lifting (LADM).
+
+A port of github.com/CyberPegasus/IFDD at 1a1f557, checked against golden outputs of the released code
+(`tests/test_ifdd.py`). Network modules are in `methods/_ifdd_layers.py`; this file holds the registration,
+the recipes (protocols `faithful`, the default, and `clean`), the loss, the released LR schedule, the weight
+converters and the ablation variants. Every behaviour of the released code that looks like a bug is a named
+switch; the full deviation ledger is in `methods/IFDD.md`. Summary:
+
+| # | quirk | released (faithful) | clean | switch |
+|---|---|---|---|---|
+| 2 | ISSM grid normalisation | align_corners=True formula, sampled with False | exact frame positions | model.kwargs.issm_grid |
+| 3 | ISSM correlation scale | 1/768 | 1/768 (kept) | model.kwargs.issm_corr_scale |
+| 4 | LADM output MLP residual | missing | added | model.kwargs.out_mlp_residual |
+| 5 | lifting-loss reduction | sum over batch | mean over batch | model.loss.lift_reduction |
+| 6 | pool_a target | raw pair-mean X vs LN'd x_a | (kept) | model.kwargs.lift_target |
+| 7 | lifting residual | + V | (kept) | model.kwargs.lift_residual |
+| 8 | LR schedule | per-epoch, warm-up overshoot | per-iteration cosine | optim.schedule / per_iteration |
+| 9 | weight decay | on all params | not on norms/biases/tables | optim.decay_norm_bias |
+| 10 | input normalisation | none, [0,1] | none (kept) | data.mean / data.std / data.clamp |
+| 11 | test protocol | 1 random window, best epoch on test | 2 uniform views, last epoch | data.test_temporal, train.selection |
+| 12 | dead parameters | kept (37,577,123) | dropped (37,532,498) | model.kwargs.keep_dead_params |
+| 18 | LayerNorm eps | 1e-6 backbone, 1e-5 LADM | (kept) | model.kwargs.*_norm_eps |
+
+FLOPs. fvcore counts 48,031,336,776 at 1x3x16x224^2 (49,093,465,416 for 32 frames), identical to the
+original because the port uses the same counted op types (linear, matmul attention, einsum rel-pos, conv,
+layer_norm at 5/element, grid_sampler, adaptive_avg_pool2d). `torch.utils.flop_counter.FlopCounterMode`
+reports 2x multiply-accumulates of mm/bmm/addmm/convolution only; halved it is lower than fvcore by exactly
+what fvcore adds on top of MACs: layer_norm (5 FLOPs/element, 0.173 G), grid_sampler and
+adaptive_avg_pool2d (1.5 M). The rel-pos einsums are counted by both (FlopCounterMode sees them as bmm).
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from bench.api import InputSpec, Recipe, WeightsSource, logits_of, register_method
+from bench.optim import register_schedule
+from bench.spec import deep_merge
+
+from ._ifdd_layers import IFDD, IFDDConfig
+
+PAPER = "Wang et al., Inter-Frame Dynamics Decoupling (IFDD), AAAI 2025, arXiv 2412.13168"
+
+# ----------------------------------------------------------------------------------------------------------
+# LR schedule of the released trainer (quirk 8)
+
+# `lr_updater.get_lr_at_epoch` computes its warm-up target with `lr_func_cosine`'s *default* arguments,
+# whatever the configured lr is: base 1e-4, end 1e-6, warm-up offset 1.
+_RELEASED_DEFAULT_BASE_LR = 1e-4
+_RELEASED_DEFAULT_END_LR = 1e-6
+_RELEASED_DEFAULT_OFFSET = 1.0
+
+
+def _released_cosine(epoch: float, epochs: int, offset: float, base: float, end: float) -> float:
+    return end + (base - end) * 0.5 * (1.0 + math.cos(math.pi * (epoch - offset) / (epochs - offset)))
+
+
+@register_schedule("ifdd_released")
+def ifdd_released_schedule(cfg: Any, epoch: int, it: int, iters: int, epochs: int) -> float:
+    """Per-epoch cosine from `cfg.lr` (released: 1e-4/32*batch = 5e-5) to `cfg.min_lr`, after a linear warm-up
+    from `cfg.warmup_lr` towards the default-argument target L* = 9.7995e-5 (so lr peaks at 8.83e-5 at epoch 9
+    and drops to 5e-5 at epoch 10). `it` is ignored: the released trainer sets lr once per epoch."""
+    warmup = cfg.warmup_epochs
+    if epoch < warmup:
+        target = _released_cosine(warmup, epochs, _RELEASED_DEFAULT_OFFSET, _RELEASED_DEFAULT_BASE_LR,
+                                  _RELEASED_DEFAULT_END_LR)
+        return cfg.warmup_lr + epoch * (target - cfg.warmup_lr) / warmup
+    return _released_cosine(epoch, epochs, warmup if warmup > 0 else 0.0, cfg.lr, cfg.min_lr)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# loss
+
+
+def lifting_loss(pool_a: torch.Tensor, weight: float = 0.1, reduction: str = "sum", beta: float = 1.0) -> torch.Tensor:
+    """weight * per-sample mean SmoothL1(pool_a[b], 0), summed over the batch (released, quirk 5) or averaged."""
+    per_sample = F.smooth_l1_loss(pool_a, torch.zeros_like(pool_a), beta=beta, reduction="none").flatten(1).mean(1)
+    if reduction == "sum":
+        return weight * per_sample.sum()
+    if reduction == "mean":
+        return weight * per_sample.mean()
+    raise ValueError(f"lift_reduction must be sum or mean, not {reduction!r}")
+
+
+def soft_target_ce(logits: torch.Tensor, soft_targets: torch.Tensor) -> torch.Tensor:
+    return torch.sum(-soft_targets * F.log_softmax(logits, dim=-1), dim=-1).mean()
+
+
+def ifdd_criterion(spec: Any) -> Callable[[Any, torch.Tensor], tuple[torch.Tensor, dict[str, float]]]:
+    """Soft-target CE on the logits + lifting loss on pool_a (training outputs only; x_d is unused, as released).
+
+    model.loss keys: lift_weight (0.1), lift_reduction (sum | mean), lift_beta (1.0).
+    """
+    opts = dict(spec.model.loss) if spec is not None else {}
+    weight = float(opts.get("lift_weight", 0.1))
+    reduction = str(opts.get("lift_reduction", "sum"))
+    beta = float(opts.get("lift_beta", 1.0))
+
+    def criterion(outputs: Any, soft_targets: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        logits = logits_of(outputs)
+        ce = soft_target_ce(logits, soft_targets)
+        pool_a = outputs.get("pool_a") if isinstance(outputs, dict) else (
+            outputs[1] if isinstance(outputs, (tuple, list)) and len(outputs) > 1 else None)
+        if pool_a is None or weight == 0.0:
+            lift = ce.new_zeros(())
+        else:
+            lift = lifting_loss(pool_a, weight, reduction, beta)
+        return ce + lift, {"ce": float(ce.detach()), "lift": float(lift.detach())}
+
+    return criterion
+
+
+# ----------------------------------------------------------------------------------------------------------
+# weights: released names -> port names
+
+_DEAD_ORIGINAL = ("backbone.WaveLifts.spatial_pos", "backbone.WaveLifts.temporal_pos",
+                  "backbone.WaveLifts.class_pos", "backbone.WaveLifts.adapt_split.time_project.")
+_INDEX_BUFFERS = {"backbone.WaveLifts.adapt_split.index_even": 0, "backbone.WaveLifts.adapt_split.index_odd": 1}
+
+_PREFIX_MAP = (  # (original prefix, port prefix), first match wins
+    ("embed.conv_proj.", "embed.conv."),
+    ("backbone.backbone.", "backbone."),
+    ("backbone.PANLayer.", "pyramid.lateral."),
+    ("backbone.CatConv.", "pyramid.fuse."),
+    ("backbone.WaveLifts.spatial_pos", "ladm.unused_spatial_pos"),
+    ("backbone.WaveLifts.temporal_pos", "ladm.unused_temporal_pos"),
+    ("backbone.WaveLifts.class_pos", "ladm.unused_class_pos"),
+    ("backbone.WaveLifts.adapt_split.dim_project.0.", "ladm.split.frame_descriptor."),
+    ("backbone.WaveLifts.adapt_split.time_project.", "ladm.split.unused_time_project."),
+    ("backbone.WaveLifts.adapt_split.offset_project_approx.0.", "ladm.split.offset_approx."),
+    ("backbone.WaveLifts.adapt_split.offset_project_detail.0.", "ladm.split.offset_detail."),
+    ("backbone.WaveLifts.xa_norm.", "ladm.norm_approx."),
+    ("backbone.WaveLifts.xd_norm.", "ladm.norm_detail."),
+    ("backbone.WaveLifts.q_a.", "ladm.update.q."),  # updater: approximation queries the detail branch
+    ("backbone.WaveLifts.kv_d.", "ladm.update.kv."),
+    ("backbone.WaveLifts.project_a.0.", "ladm.update.proj."),
+    ("backbone.WaveLifts.q_d.", "ladm.predict.q."),  # predictor: detail queries the updated approximation
+    ("backbone.WaveLifts.kv_a.", "ladm.predict.kv."),
+    ("backbone.WaveLifts.project_d.0.", "ladm.predict.proj."),
+    ("backbone.WaveLifts.out_norm1.", "ladm.out_norm1."),
+    ("backbone.WaveLifts.out_norm2.", "ladm.out_norm2."),
+    ("backbone.WaveLifts.qkv.", "ladm.out_attn.qkv."),
+    ("backbone.WaveLifts.project.0.", "ladm.out_attn.proj."),
+    ("backbone.WaveLifts.mlp.", "ladm.out_mlp."),
+    ("backbone.WaveLifts.project_compress.", "ladm.token_compress."),
+    ("head.head.1.", "head.fc."),
+)
+
+
+def _strip_wrappers(sd: dict) -> dict:
+    if "model" in sd and isinstance(sd["model"], dict):
+        sd = sd["model"]
+    return {(k[len("module."):] if k.startswith("module.") else k): v for k, v in sd.items()}
+
+
+def convert_original_state_dict(sd_orig: dict, keep_dead_params: bool = True) -> dict:
+    """Map a released IFDD state_dict (spec section 2.8 names) to this port's names.
+
+    The two int index buffers are checked (they must be the even/odd frames) and consumed: the port derives
+    them from T. The four never-used tensors are kept (port `unused_*`) or dropped with keep_dead_params=False.
+    Keys with no mapping are returned unchanged, so a non-strict load reports them as unexpected.
+    """
+    out: dict = {}
+    for name, value in _strip_wrappers(sd_orig).items():
+        if name in _INDEX_BUFFERS:
+            expected = torch.arange(_INDEX_BUFFERS[name], 2 * value.numel(), 2)
+            if not torch.equal(value.cpu().long(), expected):
+                raise ValueError(f"{name} = {value.tolist()}, the port only supports the even/odd base frames")
+            continue
+        if not keep_dead_params and name.startswith(_DEAD_ORIGINAL):
+            continue
+        for old, new in _PREFIX_MAP:
+            if name.startswith(old):
+                name = new + name[len(old):]
+                break
+        out[name] = value
+    return out
+
+
+def _load_into(model: nn.Module, sd: dict, extra: dict | None = None) -> dict:
+    """Non-strict load that skips (and reports) shape mismatches."""
+    own = model.state_dict()
+    mismatched = [k for k, v in sd.items() if k in own and tuple(own[k].shape) != tuple(v.shape)]
+    usable = {k: v for k, v in sd.items() if k in own and k not in mismatched}
+    result = model.load_state_dict(usable, strict=False)
+    report = {
+        "missing": sorted(set(result.missing_keys)),
+        "unexpected": sorted(k for k in sd if k not in own),
+        "mismatched": sorted(f"{k}: file {tuple(sd[k].shape)} vs model {tuple(own[k].shape)}" for k in mismatched),
+        "loaded": len(usable),
+    }
+    report.update(extra or {})
+    return report
+
+
+def load_official_checkpoint(model: nn.Module, path: Path) -> dict:
+    """A checkpoint of the released trainer ({'model','opt','epoch'}, maybe `module.`-prefixed) or a bare state_dict."""
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    keep_dead = any(n.startswith("ladm.unused_") for n in model.state_dict())
+    sd = convert_original_state_dict(ckpt, keep_dead_params=keep_dead)
+    extra = {"epoch": ckpt.get("epoch")} if isinstance(ckpt, dict) and "epoch" in ckpt else {}
+    return _load_into(model, sd, extra)
+
+
+_K400_BLOCK_MAP = {**{i: i for i in range(8)}, 14: 8, 15: 9}  # MViTv2-S -> MFViT_XS (blocks 8..13 dropped)
+
+
+def convert_k400_mvit_v2_s(sd: dict) -> tuple[dict, list[str]]:
+    """torchvision mvit_v2_s state_dict -> port names; returns (mapped, unused source keys)."""
+    out, unused = {}, []
+    for name, value in _strip_wrappers(sd).items():
+        if name.startswith("conv_proj."):
+            out["embed.conv." + name[len("conv_proj."):]] = value
+        elif name.startswith(("pos_encoding.", "norm.")):
+            out["backbone." + name] = value
+        elif name.startswith("blocks."):
+            idx, rest = name[len("blocks."):].split(".", 1)
+            if int(idx) in _K400_BLOCK_MAP:
+                out[f"backbone.blocks.{_K400_BLOCK_MAP[int(idx)]}.{rest}"] = value
+            else:
+                unused.append(name)
+        else:
+            unused.append(name)  # head
+    return out, unused
+
+
+def load_k400_mvit_v2_s(model: nn.Module, path: Path) -> dict:
+    """Init embedding + backbone from torchvision's Kinetics-400 MViTv2-S state_dict (the released, unused
+    `load_pretrain` mapping). Rel-pos tables of another input size are linearly resized (reported)."""
+    sd = torch.load(path, map_location="cpu", weights_only=True)
+    mapped, unused = convert_k400_mvit_v2_s(sd)
+    own = model.state_dict()
+    resized = []
+    for k, v in mapped.items():
+        if "rel_pos" in k and k in own and v.shape[0] != own[k].shape[0]:
+            mapped[k] = F.interpolate(v.t()[None], size=own[k].shape[0], mode="linear")[0].t().contiguous()
+            resized.append(k)
+    return _load_into(model, mapped, {"unused_source_keys": unused, "resized_rel_pos": resized})
+
+
+# ----------------------------------------------------------------------------------------------------------
+# recipes
+
+_AUG_STRONG = {"flip": True, "rrc_scale": [0.5, 1.0], "rrc_ratio": [3 / 4, 4 / 3], "interpolation": "bilinear",
+               "color_jitter": [0.4, 0.4, 0.4, 0.4], "clamp": True}
+
+_DEFAULTS: dict = {
+    "data": {"frames": 16, "size": 224, "sampler": "dense", "stride": 1, "pad": "edge", "test_temporal": "all",
+             "test_views": 1, "test_crops": 1, "aggregate": "mean_logits", "mean": None, "std": None, **_AUG_STRONG},
+    # released lr 1e-4 is rescaled by the trainer to 1e-4/32*batch = 5e-5; end lr = 1% of it
+    "optim": {"name": "adamw", "lr": 5e-5, "weight_decay": 1e-3, "betas": [0.9, 0.999], "eps": 1e-8,
+              "decay_norm_bias": True, "schedule": "ifdd_released", "per_iteration": False,
+              "warmup_epochs": 10, "warmup_lr": 1e-6, "min_lr": 5e-7},
+    "reg": {"mixup_alpha": 0.8, "cutmix_alpha": 1.0, "mix_prob": 1.0, "switch_prob": 0.5, "label_smoothing": 0.1},
+    "train": {"epochs": 100, "batch_size": 16, "grad_clip": 0.0, "precision": "fp32", "drop_last": True,
+              "selection": "best_on_test", "selection_metric": "war"},
+    "model": {"kwargs": {}, "loss": {"lift_weight": 0.1, "lift_reduction": "sum", "lift_beta": 1.0}},
+}
+
+_DATASETS: dict[str, dict] = {
+    # official 16-frame clips; test = every non-overlapping 16-frame window (one for these clips)
+    "dfew": {"data": {"frames": 16, "stride": 1, "test_temporal": "all"}},
+    # one random window at train *and* test; short clips: each frame repeated, first T mod L once more
+    "ferv39k": {"data": {"frames": 16, "stride": 1, "pad": "repeat_first", "test_temporal": "random",
+                         "rrc_scale": [0.8, 1.0], "interpolation": "bicubic", "color_jitter": [0.0, 0.0, 0.0, 0.0],
+                         "clamp": False}},
+    # 32 frames at stride 2 (span 63); short clips: each frame repeated, the last (63 mod L) once more
+    "mafw": {"data": {"frames": 32, "stride": 2, "pad": "repeat_last", "test_temporal": "random"}},
+    # CPU smoke run (<= 10 min on 2 cores): 16 frames of the 64x64 synthetic faces, 2 epochs, batch 8,
+    # warm-up shortened to 1 epoch; the network grid follows the input (backbone 8x16x16 -> 8x2x2 -> 8x1x1).
+    "synthetic": {"data": {"frames": 16, "size": 64, "stride": 1, "test_temporal": "uniform", "test_views": 1,
+                           "rrc_scale": [0.8, 1.0], "color_jitter": [0.0, 0.0, 0.0, 0.0], "workers": 1},
+                  "optim": {"warmup_epochs": 1},
+                  "train": {"epochs": 2, "batch_size": 8, "selection": "last"}},
+}
+
+_PROTOCOLS: dict[str, dict] = {
+    "faithful": {},  # the defaults above are the released behaviour
+    "clean": {
+        "optim": {"schedule": "cosine", "per_iteration": True, "decay_norm_bias": False},
+        "data": {"test_temporal": "uniform", "test_views": 2},
+        "train": {"selection": "last"},
+        "model": {"kwargs": {"issm_grid": "exact", "out_mlp_residual": True, "keep_dead_params": False},
+                  "loss": {"lift_reduction": "mean"}},
+        "datasets": {"dfew": {"data": {"test_temporal": "all"}},  # 16-frame clips: exactly one window
+                     "synthetic": {"data": {"test_views": 1}}},
+    },
+}
+
+IFDD_RECIPE = Recipe(defaults=_DEFAULTS, datasets=_DATASETS, protocols=_PROTOCOLS, default_protocol="faithful")
+
+WEIGHTS = {
+    "ifdd_official": WeightsSource(
+        "a checkpoint written by the released IFDD trainer ({'model','opt','epoch'}) or its bare state_dict",
+        "IFDD_<dataset>_best_val_acc.pth", load_official_checkpoint),
+    "k400_mvit_v2_s": WeightsSource(
+        "torchvision MViT_V2_S Kinetics-400 state_dict (blocks 0-7 direct, 14->8, 15->9; head dropped)",
+        "mvit_v2_s.pth", load_k400_mvit_v2_s),
+}
+
+
+# ----------------------------------------------------------------------------------------------------------
+# builders
+
+
+def build_ifdd(
+    num_classes: int = 7,
+    frames: int = 16,
+    size: int = 224,
+    stages: tuple[int, ...] | list[int] = (2, 3),
+    use_issm: bool = True,
+    use_updater: bool = True,
+    use_predictor: bool = True,
+    update_first: bool = True,
+    wave_norm: bool = True,
+    issm_grid: str = "released",
+    issm_corr_scale: str = "channels",
+    lift_residual: str = "value",
+    out_mlp_residual: bool = False,
+    lift_target: str = "raw_input",
+    keep_dead_params: bool = True,
+    backbone_norm_eps: float = 1e-6,
+    ladm_norm_eps: float = 1e-5,
+    drop_path: float = 0.2,
+    ladm_drop_path: float = 0.2,
+    head_dropout: float = 0.5,
+    attention_dropout: float = 0.0,
+) -> IFDD:
+    """IFDD: MViTv2-XS + pyramid + ISSM/LADM lifting, from scratch (released default)."""
+    cfg = IFDDConfig(**{k: v for k, v in locals().items() if k != "stages"}, stages=tuple(stages))
+    return IFDD(cfg)
+
+
+_COMMON = dict(family="CNN+Transformer", input=InputSpec(frames=16, size=224),
+               test_views="DFEW: all 16-frame windows; FERV39k/MAFW: 1 random window (released); x 1 crop",
+               paper=PAPER, weights=WEIGHTS, criterion=ifdd_criterion, uses_attention=True)
+
+register_method("ifdd", recipe=IFDD_RECIPE, **_COMMON)(build_ifdd)
+
+
+def _variant(name: str, description: str, kwargs: dict | None = None, loss: dict | None = None) -> None:
+    """Register an ablation: the base builder with some switches defaulted, and the same recipe."""
+    fixed = dict(kwargs or {})
+
+    def build(num_classes: int = 7, frames: int = 16, size: int = 224, **overrides: Any) -> IFDD:
+        return build_ifdd(num_classes, frames, size, **{**fixed, **overrides})
+
+    build.__signature__ = inspect.signature(build_ifdd)  # keeps the spec's kwarg validation
+    build.__doc__ = description
+    recipe = copy.deepcopy(IFDD_RECIPE)
+    defaults = deep_merge(recipe.defaults, {"model": {"kwargs": fixed, "loss": loss or {}}})
+    recipe = Recipe(defaults=defaults, datasets=recipe.datasets, protocols=recipe.protocols,
+                    default_protocol=recipe.default_protocol)
+    register_method(name, recipe=recipe, parent="ifdd", description=description, **_COMMON)(build)
+
+
+ABLATIONS: dict[str, tuple[str, dict, dict]] = {
+    "ifdd.no_issm": ("IFDD with a fixed even/odd frame split instead of ISSM", {"use_issm": False}, {}),
+    "ifdd.no_updater": ("IFDD without the updater step (x_a = normalised split)", {"use_updater": False}, {}),
+    "ifdd.no_predictor": ("IFDD without the predictor step (x_d = normalised split)", {"use_predictor": False}, {}),
+    "ifdd.predict_first": ("IFDD with the predictor before the updater", {"update_first": False}, {}),
+    "ifdd.no_wavenorm": ("IFDD without the LayerNorms after the split (WaveNorm)", {"wave_norm": False}, {}),
+    "ifdd.no_liftloss": ("IFDD trained without the lifting loss", {}, {"lift_weight": 0.0}),
+    "ifdd.stage3_only": ("IFDD on stage-3 features only (no pyramid fusion)", {"stages": [3]}, {}),
+}
+
+for _name, (_desc, _kw, _loss) in ABLATIONS.items():
+    _variant(_name, _desc, _kw, _loss)

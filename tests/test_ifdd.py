@@ -1,0 +1,304 @@
+"""IFDD port: exactness against the released code's golden outputs, parameter/FLOP counts, weights, recipes.
+
+Golden data: $DFER_GOLDEN_DIR (default <repo>/../shared/golden/ifdd); the golden tests skip if it is absent.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import types
+import zlib
+from functools import lru_cache
+from pathlib import Path
+
+import pytest
+import torch
+
+from bench.api import logits_of
+from bench.methods import ifdd
+from bench.optim import SCHEDULES
+from bench.registry import METHODS
+
+REPO = Path(__file__).resolve().parents[1]
+GOLDEN = Path(os.environ.get("DFER_GOLDEN_DIR", REPO.parent / "shared" / "golden" / "ifdd"))
+KEPT_BUFFERS = {"backbone.WaveLifts.adapt_split.index_even": [0, 2, 4, 6],
+                "backbone.WaveLifts.adapt_split.index_odd": [1, 3, 5, 7]}
+DATASETS = {"dfew": (16, 7), "mafw": (32, 11)}
+
+needs_golden = pytest.mark.skipif(not (GOLDEN / "ifdd_golden_dfew.pt").is_file(),
+                                  reason=f"IFDD golden data not found at {GOLDEN} (set DFER_GOLDEN_DIR)")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# golden rules (README "Rule 1" / "Rule 2"), written from the README's description
+
+
+def rule_weight(name: str, shape: list[int]) -> torch.Tensor:
+    """Deterministic weight from (original name, shape): fan-in scaled, LayerNorm gain, or small."""
+    shape = tuple(int(d) for d in shape)
+    draw = torch.randn(shape, generator=torch.Generator().manual_seed(zlib.crc32(name.encode())))
+    is_table = any(tag in name for tag in ("rel_pos", "_pos", "class_token"))
+    if len(shape) >= 2 and not is_table:
+        return draw / math.sqrt(math.prod(shape[1:]))
+    if len(shape) == 1 and name.endswith(".weight"):
+        return 1.0 + 0.1 * draw
+    return 0.02 * draw
+
+
+def golden_state_dict(dataset: str) -> dict[str, torch.Tensor]:
+    entries = json.loads((GOLDEN / f"state_dict_{dataset}.json").read_text())["entries"]
+    return {e["name"]: (torch.tensor(KEPT_BUFFERS[e["name"]]) if e["name"] in KEPT_BUFFERS
+                        else rule_weight(e["name"], e["shape"])) for e in entries}
+
+
+def golden_input(frames: int) -> torch.Tensor:
+    return torch.rand((2, 3, frames, 224, 224), generator=torch.Generator().manual_seed(0))
+
+
+@lru_cache(maxsize=2)
+def golden_run(dataset: str) -> dict:
+    """Port outputs on the golden weights/input: eval (with intermediates) and no-drop train + losses."""
+    frames, classes = DATASETS[dataset]
+    gold = torch.load(GOLDEN / f"ifdd_golden_{dataset}.pt", weights_only=True)
+    torch.manual_seed(0)
+    model = ifdd.build_ifdd(classes, frames, 224, drop_path=0.0, ladm_drop_path=0.0, head_dropout=0.0)
+    model.load_state_dict(ifdd.convert_original_state_dict(golden_state_dict(dataset)), strict=True)
+    x = golden_input(frames)
+    model.eval()
+    probe: dict = {}
+    with torch.no_grad():
+        logits = model(x, probe=probe)
+    model.train()
+    train_out = model(x)
+    soft = gold["loss"]["soft_targets"]
+    loss_fn = ifdd.ifdd_criterion(types.SimpleNamespace(model=types.SimpleNamespace(loss={})))
+    total, parts = loss_fn(train_out, soft)
+    return {"gold": gold, "logits": logits, "probe": probe, "train": [t.detach() for t in train_out],
+            "total": float(total.detach()), "parts": parts}
+
+
+def _close(port: torch.Tensor, ref: torch.Tensor, atol: float, rtol: float, what: str) -> None:
+    port, ref = port.detach().float(), ref.float()
+    assert port.shape == ref.shape, f"{what}: shape {tuple(port.shape)} vs golden {tuple(ref.shape)}"
+    diff = (port - ref).abs().max().item()
+    assert torch.allclose(port, ref, atol=atol, rtol=rtol), f"{what}: max |diff| {diff:.3g}"
+
+
+@needs_golden
+@pytest.mark.parametrize("dataset", list(DATASETS))
+def test_golden_eval_and_intermediates(dataset: str) -> None:
+    run = golden_run(dataset)
+    gold, probe = run["gold"], run["probe"]
+    _close(run["logits"], gold["eval"]["logits"], 1e-4, 0, "eval logits")
+    inter = gold["intermediates"]
+    frames_fp16 = {"issm_x_a", "issm_x_d", "embed_out", "stage2_tokens"}
+    _close(probe["stage2_tokens"], inter["stage2_tokens"], 1e-3, 2e-3, "stage2_tokens")
+    for key in ("stage3_tokens", "fpn_tokens", "ladm_x_a", "ladm_x_d_lifted", "ladm_x_d_precompress"):
+        assert key not in frames_fp16
+        _close(probe[key], inter[key], 1e-4, 1e-4, key)
+    _close(probe["issm_corr"], inter["issm_corr"], 1e-6, 1e-4, "issm_corr")
+    _close(probe["issm_idx_a"], inter["issm_idx_a"], 1e-5, 0, "issm_idx_a")
+    _close(probe["issm_idx_d"], inter["issm_idx_d"], 1e-5, 0, "issm_idx_d")
+
+
+@needs_golden
+@pytest.mark.parametrize("dataset", list(DATASETS))
+def test_golden_train_outputs_and_loss(dataset: str) -> None:
+    run = golden_run(dataset)
+    gold = run["gold"]
+    logits, pool_a, x_d = run["train"]
+    ref = gold["train_nodrop"]
+    _close(logits, ref["logits"], 1e-4, 0, "train logits")
+    _close(pool_a, ref["pool_a"], 1e-5, 1e-4, "pool_a")
+    _close(x_d, ref["x_d"], 1e-4, 1e-4, "x_d")
+    _close(pool_a, gold["eval"]["pool_a"], 1e-5, 1e-4, "pool_a vs eval")
+    loss = gold["loss"]
+    assert run["parts"]["ce"] == pytest.approx(float(loss["soft_target_ce"]), abs=1e-5, rel=1e-5)
+    assert run["parts"]["lift"] == pytest.approx(float(loss["lifting_loss"]), abs=1e-7, rel=1e-4)
+    assert run["total"] == pytest.approx(float(loss["total"]), abs=1e-5, rel=1e-5)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# sizes, FLOPs
+
+
+@pytest.mark.parametrize(("classes", "frames", "expected"), [(7, 16, 37_577_123), (11, 32, 37_580_199)])
+def test_parameter_count(classes: int, frames: int, expected: int) -> None:
+    model = ifdd.build_ifdd(classes, frames, 224)
+    assert sum(p.numel() for p in model.parameters()) == expected
+    lean = ifdd.build_ifdd(classes, frames, 224, keep_dead_params=False)
+    assert sum(p.numel() for p in lean.parameters()) == expected - 44_625
+
+
+@pytest.mark.parametrize(("frames", "expected"), [(16, 48_031_336_776), (32, 49_093_465_416)])
+def test_fvcore_flops_match_original(frames: int, expected: int) -> None:
+    from fvcore.nn import FlopCountAnalysis
+
+    model = ifdd.build_ifdd(7, frames, 224).eval()
+    with torch.no_grad():
+        flops = FlopCountAnalysis(model, torch.rand(1, 3, frames, 224, 224))
+        flops.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+        assert flops.total() == expected
+
+
+@pytest.mark.parametrize(("frames", "size"), [(16, 112), (32, 112), (16, 160), (32, 160), (16, 224), (32, 224)])
+def test_shapes_follow_input(frames: int, size: int) -> None:
+    model = ifdd.build_ifdd(7, frames, size)
+    grid = model.ladm.grid
+    assert grid == (8, -(-size // 32), -(-size // 32))
+    model.train()
+    logits, pool_a, x_d = model(torch.rand(1, 3, frames, size, size))
+    assert logits.shape == (1, 7) and pool_a.shape == (1, grid[1], grid[2]) and x_d.shape == (1, 768)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# schedule, loss
+
+
+def test_released_lr_schedule() -> None:
+    spec = METHODS.get("ifdd").recipe.defaults["optim"]
+    cfg = types.SimpleNamespace(**{k: spec[k] for k in ("lr", "min_lr", "warmup_epochs", "warmup_lr")})
+    table = {0: 1.0e-6, 1: 1.07e-5, 5: 4.95e-5, 9: 8.83e-5, 10: 5.0e-5, 20: 4.85e-5, 50: 2.95e-5, 90: 1.99e-6,
+             99: 5.15e-7}
+    schedule = SCHEDULES.get("ifdd_released")
+    for epoch, lr in table.items():
+        assert schedule(cfg, epoch, 3, 100, 100) == pytest.approx(lr, rel=6e-3), epoch
+
+
+def test_lifting_loss_reductions() -> None:
+    pool_a = torch.randn(4, 7, 7, requires_grad=True)
+    per_sample = torch.stack([torch.nn.functional.smooth_l1_loss(p, torch.zeros_like(p)) for p in pool_a])
+    assert ifdd.lifting_loss(pool_a, 0.1, "sum").item() == pytest.approx(0.1 * per_sample.sum().item(), rel=1e-6)
+    assert ifdd.lifting_loss(pool_a, 0.1, "mean").item() == pytest.approx(0.1 * per_sample.mean().item(), rel=1e-6)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# weights
+
+
+def test_official_checkpoint_roundtrip(tmp_path: Path) -> None:
+    """A released-trainer checkpoint ({'model','opt','epoch'}, DataParallel prefix) loads without leftovers."""
+    model = ifdd.build_ifdd(7, 16, 112)
+    inverse = {new: old for old, new in ifdd._PREFIX_MAP}
+    sd_orig = {}
+    for name, value in model.state_dict().items():
+        for new, old in inverse.items():
+            if name.startswith(new):
+                name = old + name[len(new):]
+                break
+        sd_orig["module." + name] = torch.randn_like(value)
+    sd_orig["module.backbone.WaveLifts.adapt_split.index_even"] = torch.tensor([0, 2, 4, 6])
+    sd_orig["module.backbone.WaveLifts.adapt_split.index_odd"] = torch.tensor([1, 3, 5, 7])
+    path = tmp_path / "IFDD_best_val_acc.pth"
+    torch.save({"model": sd_orig, "opt": {"state": {}, "param_groups": []}, "epoch": 42}, path)
+    fresh = ifdd.build_ifdd(7, 16, 112)
+    report = ifdd.WEIGHTS["ifdd_official"].load(fresh, path)
+    assert report["missing"] == [] and report["unexpected"] == [] and report["mismatched"] == []
+    assert report["epoch"] == 42
+    assert torch.equal(fresh.head.fc.weight, sd_orig["module.head.head.1.weight"])
+    lean = ifdd.build_ifdd(7, 16, 112, keep_dead_params=False)
+    report = ifdd.WEIGHTS["ifdd_official"].load(lean, path)
+    assert report["missing"] == [] and report["unexpected"] == []
+
+
+def test_k400_init_from_torchvision_state_dict(tmp_path: Path) -> None:
+    from torchvision.models.video import mvit_v2_s
+
+    torch.manual_seed(0)
+    src = mvit_v2_s().state_dict()
+    path = tmp_path / "mvit_v2_s.pth"
+    torch.save(src, path)
+    model = ifdd.build_ifdd(7, 16, 224)
+    report = ifdd.WEIGHTS["k400_mvit_v2_s"].load(model, path)
+    own = model.state_dict()
+    assert report["unexpected"] == [] and report["mismatched"] == []
+    assert torch.equal(own["embed.conv.weight"], src["conv_proj.weight"])
+    assert torch.equal(own["backbone.blocks.3.attn.qkv.weight"], src["blocks.3.attn.qkv.weight"])
+    assert torch.equal(own["backbone.blocks.8.attn.rel_pos_h"], src["blocks.14.attn.rel_pos_h"])
+    assert torch.equal(own["backbone.blocks.9.mlp.3.weight"], src["blocks.15.mlp.3.weight"])
+    assert torch.equal(own["backbone.norm.weight"], src["norm.weight"])
+    assert all(k.startswith(("pyramid.", "ladm.", "head.")) for k in report["missing"])
+    assert "head.1.weight" in report["unused_source_keys"]
+    assert sum(k.startswith("blocks.10.") for k in report["unused_source_keys"]) > 0
+    small = ifdd.build_ifdd(7, 16, 112)
+    report = ifdd.WEIGHTS["k400_mvit_v2_s"].load(small, path)
+    assert report["mismatched"] == [] and report["resized_rel_pos"]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# recipes, variants, precision
+
+
+def test_recipes_and_protocols() -> None:
+    recipe = METHODS.get("ifdd").recipe
+    assert recipe.default_protocol == "faithful" and set(recipe.protocols) == {"faithful", "clean"}
+    assert set(recipe.datasets) >= {"dfew", "ferv39k", "mafw", "synthetic"}
+    assert recipe.datasets["mafw"]["data"]["frames"] == 32 and recipe.datasets["mafw"]["data"]["stride"] == 2
+    fer = recipe.datasets["ferv39k"]["data"]
+    assert fer["interpolation"] == "bicubic" and fer["clamp"] is False and fer["pad"] == "repeat_first"
+    clean = recipe.protocols["clean"]
+    model_keys = set(clean["model"]["kwargs"])
+    assert model_keys <= set(ifdd.build_ifdd.__code__.co_varnames)
+
+
+def test_resolved_specs_if_datasets_registered() -> None:
+    from bench.registry import DATASETS as DS
+    from bench.spec import resolve_spec
+
+    for dataset in ("dfew", "mafw", "ferv39k", "synthetic"):
+        if dataset not in DS:
+            continue
+        for protocol in ("faithful", "clean"):
+            spec = resolve_spec("ifdd", dataset, protocol=protocol)
+            assert spec.data.mean is None
+            assert spec.optim.schedule == ("ifdd_released" if protocol == "faithful" else "cosine")
+
+
+@pytest.mark.parametrize("name", sorted(ifdd.ABLATIONS))
+def test_ablation_variants_build_and_train_step(name: str) -> None:
+    info = METHODS.get(name)
+    assert info.parent == "ifdd"
+    kwargs = info.recipe.defaults["model"]["kwargs"]
+    model = info.build(num_classes=7, frames=16, size=64, **kwargs)
+    model.train()
+    out = model(torch.rand(2, 3, 16, 64, 64))
+    spec = types.SimpleNamespace(model=types.SimpleNamespace(loss=info.recipe.defaults["model"]["loss"]))
+    loss, parts = ifdd.ifdd_criterion(spec)(out, torch.full((2, 7), 1 / 7))
+    loss.backward()
+    assert torch.isfinite(loss) and set(parts) == {"ce", "lift"}
+    if name == "ifdd.no_liftloss":
+        assert parts["lift"] == 0.0
+    assert model.head.fc.weight.grad is not None
+    model.eval()
+    from fvcore.nn import FlopCountAnalysis
+
+    with torch.no_grad():
+        flops = FlopCountAnalysis(model, torch.rand(1, 3, 16, 64, 64))
+        flops.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+        assert flops.total() > 0 and flops.by_operator().get("matmul", 0) > 0
+
+
+def test_bf16_autocast_inference() -> None:
+    model = ifdd.build_ifdd(7, 16, 64).eval()
+    x = torch.rand(1, 3, 16, 64, 64)
+    with torch.no_grad():
+        ref = model(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = logits_of(model(x))
+    assert out.shape == ref.shape and torch.isfinite(out).all()
+    assert (out.float() - ref).abs().max() < 0.25
+
+
+def test_clean_switches_change_the_function() -> None:
+    torch.manual_seed(0)
+    base = ifdd.build_ifdd(7, 16, 64).eval()
+    x = torch.rand(1, 3, 16, 64, 64)
+    with torch.no_grad():
+        ref = base(x)
+        for switch in ({"issm_grid": "exact"}, {"out_mlp_residual": True}, {"issm_corr_scale": "sqrt_descriptor"},
+                       {"lift_residual": "none"}):
+            other = ifdd.build_ifdd(7, 16, 64, **switch).eval()
+            other.load_state_dict(base.state_dict())
+            assert not torch.allclose(other(x), ref), switch
