@@ -1,0 +1,1 @@
+"""Data core: split lists -> manifest -> frame reading -> temporal sampling -> clip transforms -> loaders."""

@@ -1,0 +1,97 @@
+"""ClipDataset over a manifest split, with test items expanded into (video, temporal view, spatial crop)."""
+
+from __future__ import annotations
+
+import logging
+import random
+import zlib
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from bench.api import ClipRecord, Manifest
+from bench.data.frames import read_clip
+from bench.data.sampling import sample_test, sample_train
+from bench.data.transforms import test_transforms, train_transform
+from bench.errors import DataError
+
+log = logging.getLogger(__name__)
+
+
+def _sample_rng(seed: int, epoch: int, index: int) -> random.Random:
+    return random.Random(zlib.crc32(f"{seed}/{epoch}/{index}".encode()))
+
+
+class ClipDataset(Dataset):
+    """Train mode: one item per clip, randomly sampled and augmented. Test mode: one item per temporal view;
+    the spatial crops of a view come stacked as (V_s, C, T, H, W) and are split by the evaluator."""
+
+    def __init__(self, manifest: Manifest, records: list[ClipRecord], cfg, *, train: bool, seed: int = 0,
+                 on_bad_clip: str = "error"):
+        self.root = Path(manifest.root)
+        self.records = records
+        self.cfg = cfg
+        self.train = train
+        self.seed = seed
+        self.epoch = 0
+        self.on_bad_clip = on_bad_clip
+        self.items: list[tuple[int, int, list[int]]] = []  # (video index, temporal view, frame indices)
+        if not train:
+            self._expand_views()
+
+    def _expand_views(self) -> None:
+        self.items = []
+        for vi, rec in enumerate(self.records):
+            rng = _sample_rng(self.seed, self.epoch, vi) if self.cfg.test_temporal == "random" else None
+            for ti, idx in enumerate(sample_test(rec.num_frames, self.cfg, rng)):
+                self.items.append((vi, ti, idx))
+
+    def set_epoch(self, epoch: int) -> None:
+        """Random test windows (the released IFDD protocol) change per evaluation, reproducibly by seed."""
+        self.epoch = epoch
+        if not self.train and self.cfg.test_temporal == "random":
+            self._expand_views()
+
+    def __len__(self) -> int:
+        return len(self.records) if self.train else len(self.items)
+
+    def __getitem__(self, i: int) -> dict:
+        if self.train:
+            return self._train_item(i)
+        vi, ti, idx = self.items[i]
+        rec = self.records[vi]
+        clip = read_clip(self.root / rec.rel_path, idx)
+        crops = torch.stack(test_transforms(clip, self.cfg))
+        return {"clip": crops, "label": rec.label, "video": vi, "view": ti}
+
+    def _train_item(self, i: int, attempt: int = 0) -> dict:
+        rng = _sample_rng(self.seed, self.epoch, i if attempt == 0 else -(i * 31 + attempt))
+        rec = self.records[i]
+        try:
+            clip = read_clip(self.root / rec.rel_path, sample_train(rec.num_frames, self.cfg, rng))
+        except DataError as e:
+            if self.on_bad_clip != "skip" or attempt >= 10:
+                raise
+            log.warning("skipping bad training clip: %s", e)
+            return self._train_item(rng.randrange(len(self.records)), attempt + 1)
+        return {"clip": train_transform(clip, self.cfg, rng), "label": rec.label, "video": i, "view": 0}
+
+
+def _worker_init(worker_id: int) -> None:
+    """Per-worker seeds for any library RNG a transform might touch (ours use explicit generators)."""
+    seed = torch.initial_seed() % 2**32
+    np.random.seed(seed)
+    random.seed(seed)
+
+
+def make_loader(dataset: ClipDataset, batch_size: int, *, workers: int, shuffle: bool, drop_last: bool,
+                seed: int, epoch: int) -> DataLoader:
+    g = torch.Generator()
+    g.manual_seed(zlib.crc32(f"loader/{seed}/{epoch}".encode()))
+    return DataLoader(
+        dataset, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last and len(dataset) >= batch_size,
+        num_workers=workers, generator=g, worker_init_fn=_worker_init, persistent_workers=False,
+        pin_memory=torch.cuda.is_available(),
+    )

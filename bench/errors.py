@@ -1,0 +1,29 @@
+"""User-facing errors: one line that names the file (or name) and the fix; the CLI prints them without a traceback."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class BenchError(Exception):
+    """An error caused by the user's input or environment; printed as one line, exit code 2."""
+
+    exit_code = 2
+
+
+class UnknownNameError(BenchError, KeyError):
+    """An unknown method, dataset or spec key; the message lists the closest known names."""
+
+    def __init__(self, kind: str, name: str, known: Iterable[str]):
+        known = sorted(known)
+        close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
+        hint = f"did you mean {', '.join(close)}?" if close else f"known: {', '.join(known[:12])}"
+        super().__init__(f"unknown {kind} '{name}': {hint}")
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
+
+
+class DataError(BenchError):
+    """Bad or missing data on disk (split list, frame folder, corrupt image)."""

@@ -1,0 +1,83 @@
+"""`bench eval --checkpoint PATH`: evaluate a saved model on a dataset's test split, with the same views and
+metrics as a run, writing eval.json and predictions.npz (never a result.json: no training protocol to record)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import yaml
+
+from bench.data.loader import ClipDataset
+from bench.errors import BenchError
+from bench.evaluate import evaluate, save_predictions
+from bench.registry import METHODS
+from bench.spec import RunSpec, _apply, parse_set, resolve_spec
+from bench.store import atomic_write_json, environment, now_iso
+from bench.train import load_manifest, resolve_device
+from bench.weights import load_matching, load_state_dict_file, sha256_file
+
+
+def _run_spec_of(checkpoint: Path) -> RunSpec | None:
+    """The spec of the run a checkpoint belongs to (…/<run id>/checkpoints/*.pt), if any."""
+    spec_file = checkpoint.resolve().parent.parent / "spec.yaml"
+    if checkpoint.parent.name == "checkpoints" and spec_file.is_file():
+        return RunSpec.from_dict(yaml.safe_load(spec_file.read_text()))
+    return None
+
+
+def evaluate_checkpoint(checkpoint: Path, *, method: str | None = None, dataset: str | None = None,
+                        fold: int | None = None, source: str | None = None, protocol: str | None = None,
+                        device: str | None = None, workers: int | None = None, root: Path | None = None,
+                        sets: list[str] | None = None, out_dir: Path | None = None) -> dict:
+    if not checkpoint.is_file():
+        raise BenchError(f"{checkpoint}: checkpoint not found")
+    flags: dict = {}
+    if device:
+        flags.setdefault("train", {})["device"] = device
+    if workers is not None:
+        flags.setdefault("data", {})["workers"] = workers
+    if root is not None:
+        flags.setdefault("data", {})["root"] = str(root)
+    spec = _run_spec_of(checkpoint)
+    if spec is not None and (method in (None, spec.method)) and (dataset in (None, spec.dataset)):
+        _apply(spec, flags, "spec")
+        _apply(spec, parse_set(sets or []), "spec")
+        if fold is not None:
+            spec.fold = fold
+    else:
+        if not method or not dataset:
+            raise BenchError(f"{checkpoint}: not inside a run directory; give --method and --dataset")
+        spec = resolve_spec(method, dataset, fold=fold, protocol=protocol, flags=flags, sets=sets or [])
+
+    info = METHODS.get(spec.method)
+    manifest = load_manifest(spec)
+    model = info.build(num_classes=len(manifest.classes), frames=spec.data.frames, size=spec.data.size, **spec.model.kwargs)
+    if source:
+        if source not in info.weights:
+            raise BenchError(f"--source {source}: {spec.method} knows {', '.join(info.weights) or 'no weights sources'}")
+        report = (info.weights[source].load or (lambda m, p: load_matching(m, load_state_dict_file(p))))(model, checkpoint)
+    else:
+        report = load_matching(model, load_state_dict_file(checkpoint))
+    if report.get("missing") or report.get("mismatched"):
+        raise BenchError(f"{checkpoint}: does not fit {spec.method} ({len(report.get('missing', []))} missing, "
+                         f"{len(report.get('mismatched', []))} mismatched keys, e.g. "
+                         f"{(report.get('missing') or report.get('mismatched'))[:2]}); wrong method, classes or --source?")
+    dev = resolve_device(spec.train.device)
+    model.to(dev)
+    test = manifest.split("test")
+    ds = ClipDataset(manifest, test, spec.data, train=False, seed=spec.seed)
+    metrics, preds = evaluate(model, ds, test, manifest.classes, batch_size=spec.train.batch_size,
+                              workers=spec.data.workers, device=dev, precision=spec.train.precision,
+                              aggregate_how=spec.data.aggregate)
+    digest = sha256_file(checkpoint)
+    out_dir = out_dir or Path("results") / "evals" / f"{spec.method}-{spec.dataset}-f{spec.fold or 0}-{digest[:8]}"
+    save_predictions(out_dir / "predictions.npz", preds, manifest.classes)
+    result = {"kind": "eval", "created_at": now_iso(), "checkpoint": str(checkpoint), "checkpoint_sha256": digest,
+              "method": spec.method, "dataset": spec.dataset, "fold": spec.fold, "spec": spec.to_dict(),
+              "load_report": {k: (len(v) if k == "loaded" else v) for k, v in report.items()},
+              "metrics": metrics, "env": {**environment(dev), "manifest_sha256": manifest.checksum()},
+              "out_dir": str(out_dir)}
+    atomic_write_json(out_dir / "eval.json", result)
+    torch.set_grad_enabled(True)
+    return result

@@ -1,0 +1,309 @@
+"""A run is a typed, validated spec resolved in layers:
+
+1. the method's recipe defaults, 2. its per-dataset overrides, 3. its protocol (and protocol x dataset)
+overrides, 4. CLI flags, 5. `--set section.key=value`. The resolved spec is saved with the run and hashed
+into the run id, so the same spec resumes or skips instead of duplicating.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import inspect
+import json
+from dataclasses import dataclass, field, fields
+from typing import Any, get_type_hints
+
+import yaml
+
+from bench.errors import BenchError, UnknownNameError
+
+
+@dataclass
+class DataCfg:
+    frames: int = 16  # frames fed to the model per clip
+    size: int = 112  # square input resolution
+    sampler: str = "segment"  # segment (S segments x D consecutive) | dense (T frames at stride s)
+    segment_len: int = 1  # D, frames per segment (segments = frames / D)
+    stride: int = 1  # dense sampler: gap between sampled frames
+    pad: str = "edge"  # short clips: edge (repeat last index) | repeat_first | repeat_last (IFDD)
+    test_views: int = 1  # temporal views per test video (ignored for test_temporal=all)
+    test_temporal: str = "uniform"  # uniform | all (every non-overlapping window) | random
+    test_crops: int = 1  # spatial crops per temporal view: 1 (centre) or 3 (left/centre/right)
+    aggregate: str = "mean_logits"  # mean_logits | mean_softmax, over the views of a video
+    flip: bool = True
+    rrc_scale: list[float] = field(default_factory=lambda: [0.8, 1.0])  # RandomResizedCrop scale; [1,1] = off
+    rrc_ratio: list[float] = field(default_factory=lambda: [3 / 4, 4 / 3])
+    color_jitter: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0, 0.0])  # brightness, contrast, saturation, hue
+    interpolation: str = "bilinear"  # bilinear | bicubic
+    clamp: bool = True  # clamp to [0,1] after augmentation
+    mean: list[float] | None = None  # per-method normalisation; None = feed [0,1]
+    std: list[float] | None = None
+    root: str | None = None  # dataset root; None = flag / env var / config file
+    options: dict = field(default_factory=dict)  # dataset-specific (frame variant, on_bad_clip, ...)
+    workers: int = 2
+
+
+@dataclass
+class OptimCfg:
+    name: str = "adamw"  # adamw | sgd
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    momentum: float = 0.9
+    nesterov: bool = False
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    eps: float = 1e-8
+    decay_norm_bias: bool = False
+    schedule: str = "cosine"  # a name in bench.optim.SCHEDULES
+    per_iteration: bool = True
+    warmup_epochs: float = 1.0
+    warmup_lr: float = 1e-6
+    min_lr: float = 1e-6
+    step_epochs: int = 40
+    gamma: float = 0.1
+
+
+@dataclass
+class RegCfg:
+    mixup_alpha: float = 0.0
+    cutmix_alpha: float = 0.0
+    mix_prob: float = 1.0
+    switch_prob: float = 0.5
+    label_smoothing: float = 0.0
+
+
+@dataclass
+class TrainCfg:
+    epochs: int = 10
+    batch_size: int = 16
+    grad_clip: float = 0.0  # max grad norm; 0 = off
+    precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast; fp16 uses a GradScaler)
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    deterministic: bool = False
+    selection: str = "last"  # last | best_on_val | best_on_test
+    selection_metric: str = "uar"  # uar | war
+    eval_every: int = 1  # evaluate the selection split every N epochs (and always at the end)
+    val_fraction: float = 0.0  # carve a stratified val split from train when the dataset has none
+    drop_last: bool = True
+    compile: bool = False
+
+
+@dataclass
+class ModelCfg:
+    init: str = "scratch"  # scratch | <weights source>:<local path>
+    kwargs: dict = field(default_factory=dict)  # passed to the method's builder (validated by signature)
+    loss: dict = field(default_factory=dict)  # passed to the method's criterion
+
+
+@dataclass
+class RunSpec:
+    method: str
+    dataset: str
+    fold: int | None = None
+    seed: int = 0
+    protocol: str = "default"
+    data: DataCfg = field(default_factory=DataCfg)
+    optim: OptimCfg = field(default_factory=OptimCfg)
+    reg: RegCfg = field(default_factory=RegCfg)
+    train: TrainCfg = field(default_factory=TrainCfg)
+    model: ModelCfg = field(default_factory=ModelCfg)
+
+    # ------------------------------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def semantic_dict(self) -> dict:
+        """What changes results: excludes paths, worker counts and the device."""
+        d = self.to_dict()
+        d["data"].pop("root")
+        d["data"].pop("workers")
+        d["train"].pop("device")
+        return d
+
+    def config_hash(self) -> str:
+        blob = json.dumps(self.semantic_dict(), sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+    @property
+    def run_id(self) -> str:
+        fold = f"f{self.fold}" if self.fold is not None else "f0"
+        return f"{self.method}-{self.dataset}-{fold}-s{self.seed}-{self.config_hash()[:8]}"
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> RunSpec:
+        spec = cls(method=d["method"], dataset=d["dataset"])
+        _apply(spec, {k: v for k, v in d.items() if k not in ("method", "dataset")}, "spec")
+        return spec
+
+
+SECTIONS = {"data": DataCfg, "optim": OptimCfg, "reg": RegCfg, "train": TrainCfg, "model": ModelCfg}
+FREE_DICTS = {("data", "options"), ("model", "kwargs"), ("model", "loss")}
+
+
+def _coerce(value: Any, typ: Any, where: str) -> Any:
+    """Cast a value (often a string from the CLI) to the declared field type."""
+    origin = getattr(typ, "__origin__", None)
+    args = getattr(typ, "__args__", ())
+    if value is None:
+        return None
+    if typ is bool or bool in args and not any(a in (int, float) for a in args):
+        if isinstance(value, str):
+            if value.lower() in ("1", "true", "yes", "on"):
+                return True
+            if value.lower() in ("0", "false", "no", "off"):
+                return False
+            raise BenchError(f"{where}: expected true/false, got {value!r}")
+        return bool(value)
+    if isinstance(value, str) and (origin in (list, dict) or list in [getattr(a, "__origin__", a) for a in args]):
+        value = yaml.safe_load(value)
+    for t in (int, float, str):
+        if typ is t or (t in args and not isinstance(value, (list, dict))):
+            if typ is int or (int in args and float not in args):
+                if isinstance(value, float) and not value.is_integer():
+                    raise BenchError(f"{where}: expected an integer, got {value!r}")
+                try:
+                    return int(value) if not (isinstance(value, str) and value.lower() == "none") else None
+                except (TypeError, ValueError):
+                    raise BenchError(f"{where}: expected an integer, got {value!r}") from None
+            if t is float:
+                try:
+                    return float(value)
+                except (TypeError, ValueError):
+                    raise BenchError(f"{where}: expected a number, got {value!r}") from None
+            if t is str:
+                return str(value)
+    if origin is list and isinstance(value, (list, tuple)):
+        inner = args[0] if args else Any
+        return [_coerce(v, inner, where) if inner is not Any else v for v in value]
+    if origin is dict and isinstance(value, dict):
+        return dict(value)
+    return value
+
+
+def _apply(obj: Any, overrides: dict, where: str) -> None:
+    """Merge a nested override dict into a dataclass, validating every key."""
+    hints = get_type_hints(type(obj))
+    names = {f.name for f in fields(obj)}
+    for key, value in overrides.items():
+        if key not in names:
+            raise UnknownNameError(f"key in {where}", key, names)
+        current = getattr(obj, key)
+        if dataclasses.is_dataclass(current):
+            if not isinstance(value, dict):
+                raise BenchError(f"{where}.{key} is a section; set its keys, e.g. {key}.{next(iter(f.name for f in fields(current)))}=...")
+            _apply(current, value, f"{where}.{key}")
+        elif (where.split(".")[-1], key) in FREE_DICTS and isinstance(value, dict):
+            merged = copy.deepcopy(current)
+            merged.update(value)
+            setattr(obj, key, merged)
+        else:
+            setattr(obj, key, _coerce(value, hints[key], f"{where}.{key}"))
+
+
+def parse_set(items: list[str]) -> dict:
+    """`["optim.lr=3e-4", "data.frames=8"]` -> nested dict; values parsed as YAML scalars/lists."""
+    out: dict = {}
+    for item in items:
+        if "=" not in item:
+            raise BenchError(f"--set expects key=value, got {item!r} (e.g. --set optim.lr=3e-4)")
+        key, raw = item.split("=", 1)
+        value = yaml.safe_load(raw) if raw != "" else ""
+        node = out
+        parts = key.strip().split(".")
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+        node[parts[-1]] = value
+    return out
+
+
+def deep_merge(base: dict, over: dict) -> dict:
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = deep_merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def resolve_spec(
+    method: str,
+    dataset: str,
+    *,
+    fold: int | None = None,
+    seed: int | None = None,
+    protocol: str | None = None,
+    flags: dict | None = None,
+    sets: list[str] | None = None,
+) -> RunSpec:
+    """Build the RunSpec for (method, dataset) from the method's recipe, CLI flags and --set overrides."""
+    from bench.registry import DATASETS, METHODS
+
+    info = METHODS.get(method)
+    dinfo = DATASETS.get(dataset)
+    recipe = info.recipe
+    layers: dict = {"data": {"frames": info.input.frames, "size": info.input.size}}
+    layers = deep_merge(layers, recipe.defaults)
+    layers = deep_merge(layers, recipe.datasets.get(dataset, {}))
+    proto = protocol or recipe.default_protocol
+    if recipe.protocols or proto != "default":
+        if proto not in recipe.protocols:
+            raise UnknownNameError(f"protocol of {method}", proto, recipe.protocols or {"default"})
+        p = copy.deepcopy(recipe.protocols[proto])
+        per_ds = p.pop("datasets", {})
+        layers = deep_merge(layers, p)
+        layers = deep_merge(layers, per_ds.get(dataset, {}))
+    layers = deep_merge(layers, flags or {})
+    layers = deep_merge(layers, parse_set(sets or []))
+
+    spec = RunSpec(method=method, dataset=dataset, protocol=proto)
+    _apply(spec, layers, "spec")
+    if fold is not None:
+        spec.fold = fold
+    if spec.fold is None and dinfo.folds != (None,):
+        spec.fold = dinfo.folds[0]
+    if spec.fold not in dinfo.folds:
+        raise BenchError(f"dataset {dataset} has folds {[f for f in dinfo.folds]}, not {spec.fold}")
+    if seed is not None:
+        spec.seed = seed
+    validate_spec(spec)
+    return spec
+
+
+def validate_spec(spec: RunSpec) -> None:
+    """Cross-field checks and builder-signature checks for model kwargs, with one-line errors."""
+    from bench.registry import METHODS
+
+    info = METHODS.get(spec.method)
+    choices = {
+        ("data", "sampler"): ("segment", "dense"),
+        ("data", "pad"): ("edge", "repeat_first", "repeat_last"),
+        ("data", "test_temporal"): ("uniform", "all", "random"),
+        ("data", "aggregate"): ("mean_logits", "mean_softmax"),
+        ("data", "interpolation"): ("bilinear", "bicubic"),
+        ("optim", "name"): ("adamw", "sgd"),
+        ("train", "precision"): ("fp32", "bf16", "fp16"),
+        ("train", "selection"): ("last", "best_on_val", "best_on_test"),
+        ("train", "selection_metric"): ("uar", "war"),
+    }
+    for (sec, key), allowed in choices.items():
+        value = getattr(getattr(spec, sec), key)
+        if value not in allowed:
+            raise UnknownNameError(f"value for {sec}.{key}", str(value), allowed)
+    if spec.data.test_crops not in (1, 3):
+        raise BenchError("data.test_crops must be 1 (centre) or 3 (left/centre/right)")
+    if spec.data.sampler == "segment" and spec.data.frames % spec.data.segment_len:
+        raise BenchError(f"data.frames={spec.data.frames} is not a multiple of data.segment_len={spec.data.segment_len}")
+    from bench.optim import SCHEDULES
+
+    SCHEDULES.get(spec.optim.schedule)
+    sig = inspect.signature(info.build)
+    if not any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values()):
+        for key in spec.model.kwargs:
+            if key not in sig.parameters or key in ("num_classes", "frames", "size"):
+                raise UnknownNameError(f"model.kwargs key of {spec.method}", key,
+                                       [k for k in sig.parameters if k not in ("num_classes", "frames", "size")])

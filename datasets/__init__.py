@@ -1,0 +1,1 @@
+"""Dataset modules register themselves at import."""
