@@ -15,7 +15,8 @@ effect as `TIMM_FUSED_ATTN=0` before timm is imported, or `timm.layers.set_fused
 model is built, but it also works on a model built already), then restored, so latency is measured with
 the kernels the model really uses. As a safety net for non-timm code, an fvcore handler for
 `aten::scaled_dot_product_attention` is registered with the same MAC count FlopCounterMode uses, and
-FlopCounterMode gets a formula for the CPU flash kernel where the installed torch lacks one.
+FlopCounterMode gets a formula for the CPU flash kernel where the installed torch lacks one. Recurrent
+layers (LSTM/GRU, the CNN+RNN family) are invisible to both stock counters; both get a handler here.
 
 Latency is only comparable within one `latency_key` (device slug + torch version + precision).
 """
@@ -122,6 +123,20 @@ def _sdpa_flop_jit(inputs: list[Any], outputs: list[Any]) -> int:
     return int(batch * lq * lk * e + batch * lq * lk * ev)
 
 
+def _rnn_flop_jit(inputs: list[Any], outputs: list[Any]) -> int:
+    """fvcore handle for aten::lstm/gru/rnn_*: every 2-D weight is applied once per time step and sample.
+
+    MACs = (T*B) * sum(numel of W_ih and W_hh over layers and directions); biases and gate non-linearities
+    are not counted (as for Linear). Stock fvcore counts recurrent layers as zero.
+    """
+    from fvcore.nn.jit_handles import get_shape
+
+    x = get_shape(inputs[0])
+    steps_x_batch = math.prod(x[:-1])
+    weights = [get_shape(v) for v in inputs[2].node().inputs()]  # the prim::ListConstruct of params
+    return int(steps_x_batch * sum(math.prod(w) for w in weights if w is not None and len(w) == 2))
+
+
 def _fvcore_count(model: nn.Module, x: torch.Tensor) -> dict[str, Any]:
     """Total MACs, per-operator MACs and unsupported-operator counts from fvcore, without its log noise."""
     with warnings.catch_warnings():
@@ -137,6 +152,8 @@ def _fvcore_count(model: nn.Module, x: torch.Tensor) -> dict[str, Any]:
             warnings.simplefilter("ignore")  # TracerWarnings and fvcore's "unsupported operator" chatter
             fca = FlopCountAnalysis(model, (x,))
             fca.set_op_handle("aten::scaled_dot_product_attention", _sdpa_flop_jit)
+            for op in ("aten::lstm", "aten::gru", "aten::rnn_tanh", "aten::rnn_relu"):
+                fca.set_op_handle(op, _rnn_flop_jit)
             fca.unsupported_ops_warnings(False).uncalled_modules_warnings(False).tracer_warnings("none")
             total = int(fca.total())
             by_op = {str(k): int(v) for k, v in fca.by_operator().items()}
@@ -159,6 +176,13 @@ def _flopcounter_count(model: nn.Module, x: torch.Tensor) -> dict[str, Any]:
     cpu_flash = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
     if cpu_flash is not None and cpu_flash not in flop_registry and cpu_flash.default not in flop_registry:
         custom[cpu_flash] = cpu_sdpa
+    def cpu_lstm_layer(input_shape: Any, w_ih: Any, w_hh: Any, *args: Any, **kwargs: Any) -> int:
+        # one layer and direction of a CPU (oneDNN) LSTM; the layer runs over all T*B positions
+        return 2 * math.prod(input_shape[:-1]) * (math.prod(w_ih) + math.prod(w_hh))
+
+    mkldnn_rnn = getattr(torch.ops.aten, "mkldnn_rnn_layer", None)
+    if mkldnn_rnn is not None and mkldnn_rnn not in flop_registry and mkldnn_rnn.default not in flop_registry:
+        custom[mkldnn_rnn] = cpu_lstm_layer
     with FlopCounterMode(display=False, custom_mapping=custom) as fc:
         model(x)
     total = int(fc.get_total_flops())

@@ -191,3 +191,22 @@ def test_profile_method_and_table():
     Console(file=buf, width=250).print(table)
     text = buf.getvalue()
     assert name in text and "4x16x16" in text and lat["latency_key"][:20] in text
+
+
+@pytest.mark.parametrize("cls", [nn.LSTM, nn.GRU])
+def test_recurrent_layers_counted_by_both(cls):
+    class Seq(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.rnn = cls(32, 48, num_layers=2, batch_first=True, bidirectional=True)
+
+        def forward(self, x):
+            return self.rnn(x)[0]
+
+    t, i, h, gates = 10, 32, 48, 4 if cls is nn.LSTM else 3
+    layer1 = 2 * (gates * h * i + gates * h * h)  # two directions
+    layer2 = 2 * (gates * h * 2 * h + gates * h * h)  # input is the concatenated directions
+    prof = P.profile_model(Seq(), (t, i), latency=False)
+    assert prof["gmacs_fvcore"] * 1e9 == pytest.approx(t * (layer1 + layer2), abs=0.5)
+    assert prof["gmacs_flopcounter"] * 1e9 == pytest.approx(t * (layer1 + layer2), abs=0.5)
+    assert not prof["fvcore_unsupported_ops"]
