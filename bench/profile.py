@@ -41,7 +41,7 @@ import torch
 from torch import nn
 
 FLOP_MISMATCH_TOL = 0.03  # relative disagreement between the two counters that sets `flop_mismatch`
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("fp32", "bf16", "fp16")
 
 # ----------------------------------------------------------------------------------------------------------
 # helpers
@@ -296,8 +296,9 @@ def _sync(dev: torch.device) -> None:
 
 
 def _autocast(dev: torch.device, precision: str) -> contextlib.AbstractContextManager:
-    if precision == "bf16":
-        return torch.autocast(device_type=dev.type, dtype=torch.bfloat16)
+    if precision in ("bf16", "fp16"):
+        dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+        return torch.autocast(device_type=dev.type, dtype=dtype)
     return contextlib.nullcontext()
 
 

@@ -144,7 +144,7 @@ def test_mismatch_flag_on_invisible_op():
     json.dumps(prof, allow_nan=False)
 
 
-@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+@pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16"])
 def test_latency_fast_and_keyed(precision):
     prof = P.profile_model(TinyC3D(), (3, 4, 16, 16), precision=precision, views_per_video=4,
                            iters=3, warmup_iters=1, warmup_s=0.0, throughput_batch=2)
