@@ -1,0 +1,115 @@
+"""`bench data ...`: check a dataset on disk, pack decoded clips, benchmark the loader.
+
+Mounted by the main CLI with `app.add_typer(data_app, name="data")`. Errors are BenchError/DataError (one
+line, exit 2 through the main CLI); `check` exits 1 when the dataset is not usable.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import typer
+import yaml
+
+from bench.errors import BenchError
+
+data_app = typer.Typer(help="Check, pack and benchmark datasets on disk.", no_args_is_help=True)
+
+
+def parse_options(items: list[str] | None, **extra) -> dict:
+    """`-o key=value` pairs (YAML-typed values) plus the named flags that were given."""
+    out: dict = {}
+    for it in items or []:
+        if "=" not in it:
+            raise BenchError(f"--option {it!r}: use key=value, e.g. -o variant=clip_224x224")
+        k, v = it.split("=", 1)
+        k = k.strip().removeprefix("data.options.")
+        try:
+            out[k] = yaml.safe_load(v) if v.strip() else ""
+        except yaml.YAMLError:
+            out[k] = v
+        if isinstance(out[k], (dict,)) or out[k] is None:
+            out[k] = v
+    out.update({k: v for k, v in extra.items() if v is not None})
+    return out
+
+
+def _load_datasets() -> None:
+    import bench.registry as reg
+
+    reg.DATASETS._ensure_loaded()
+
+
+@data_app.command()
+def check(
+    dataset: str = typer.Option(..., "--dataset", "-d", help="dataset name (dfew, ferv39k, mafw, ...)"),
+    root: str | None = typer.Option(None, "--root", help="dataset root (else env var / config / data home)"),
+    fold: list[int] | None = typer.Option(None, "--fold", help="fold(s) to check (default: all)"),
+    json_out: bool = typer.Option(False, "--json", help="machine-readable report on stdout"),
+    variant: str | None = typer.Option(None, "--variant", help="frame variant, e.g. clip_224x224_16f"),
+    option: list[str] | None = typer.Option(None, "--option", "-o", help="data option key=value (repeatable)"),
+    on_bad_clip: str | None = typer.Option(None, "--on-bad-clip", help="error (default) | skip"),
+    short: int = typer.Option(16, "--short", help="report clips with fewer frames than this"),
+    deep: bool = typer.Option(False, "--deep", help="decode every frame (slow) instead of checking end markers"),
+    refresh: bool = typer.Option(False, "--refresh", help="ignore the manifest cache and rebuild it"),
+) -> None:
+    """Walk the layout: clips found vs the official counts, missing/short/corrupt clips, bad labels."""
+    from bench.data.check import check_dataset, render
+
+    _load_datasets()
+    opts = parse_options(option, variant=variant, on_bad_clip=on_bad_clip)
+    report = check_dataset(dataset, root, list(fold) if fold else None, opts, short=short, deep=deep, refresh=refresh)
+    if json_out:
+        typer.echo(json.dumps(report, indent=1))
+    else:
+        render(report)
+    raise typer.Exit(0 if report["usable"] else 1)
+
+
+@data_app.command()
+def pack(
+    dataset: str = typer.Option(..., "--dataset", "-d"),
+    size: int = typer.Option(..., "--size", help="short side of the packed frames (>= the model input size)"),
+    root: str | None = typer.Option(None, "--root"),
+    fold: list[int] | None = typer.Option(None, "--fold", help="fold(s) whose clips to pack (default: all)"),
+    variant: str | None = typer.Option(None, "--variant"),
+    option: list[str] | None = typer.Option(None, "--option", "-o", help="data option key=value"),
+    out: str | None = typer.Option(None, "--out", help="pack folder (default: $DFER_BENCH_CACHE/packs/...)"),
+    workers: int | None = typer.Option(None, "--workers", help="decode threads (default: CPU count)"),
+    json_out: bool = typer.Option(False, "--json"),
+) -> None:
+    """Decode and resize every clip once into a .npy pack that runs then read instead of the JPEGs."""
+    from bench.data.pack import pack_dataset
+
+    _load_datasets()
+    summary = pack_dataset(dataset, size, root, list(fold) if fold else None, parse_options(option, variant=variant),
+                           out=out, workers=workers, log=(lambda s: None) if json_out else typer.echo)
+    if json_out:
+        typer.echo(json.dumps(summary, indent=1))
+
+
+def _benchmark_module():
+    """benchmarks/data_loading.py of the source checkout (dev tooling, not installed with the package)."""
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "data_loading.py"
+    if not path.is_file():
+        raise BenchError(f"{path}: benchmark script not found; run bench data bench from a source checkout")
+    spec = importlib.util.spec_from_file_location("bench_data_loading", path)
+    mod = importlib.util.module_from_spec(spec)
+    assert spec.loader is not None
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@data_app.command("bench")
+def bench_cmd(
+    clips: int = typer.Option(40, "--clips", help="clips timed per reader"),
+    frames: int = typer.Option(16, "--frames"),
+    size: int = typer.Option(224, "--size"),
+    json_out: bool = typer.Option(False, "--json"),
+) -> None:
+    """Clips/s per worker: our reader vs the IFDD-style reader vs the raw JPEG decode limit."""
+    mod = _benchmark_module()
+    res = mod.run(clips=clips, frames=frames, size=size)
+    typer.echo(json.dumps(res, indent=1) if json_out else mod.format_result(res))
