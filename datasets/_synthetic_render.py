@@ -94,7 +94,9 @@ def expression_track(cls: str, length: int, rng: np.random.Generator, *, intensi
     span = max(p[1] + p[2] + p[3] + p[4] for p in pulses)
     scale = min(1.0, max_frac * length / span)
     span *= scale
-    start = rng.uniform(0.0, max(length - 1 - span, 0.0))
+    # start on a half-frame grid, (m - span) / 2: then a reversed event samples exactly the same time points
+    m = int(rng.integers(int(np.ceil(span)), max(int(np.floor(2 * (length - 1) - span)), int(np.ceil(span))) + 1))
+    start = (m - span) / 2
     amp = float(intensity * rng.uniform(0.5, 1.0))
     t = np.arange(length, dtype=np.float64) - start
     if base != cls:

@@ -20,11 +20,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing as mp
 import os
 import shutil
 import sys
 import time
 import uuid
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -169,6 +171,23 @@ def clip_params(knobs: dict[str, Any], row: dict[str, Any]) -> tuple[R.ClipParam
     return p, rng
 
 
+def probe_features(au: np.ndarray, kind: str, rng: np.random.Generator | None = None) -> np.ndarray:
+    """Features of one clip's action-parameter trajectory (T, n_AU) for the "does time matter" probes.
+
+    frame: one random frame; mean: time average; bag: order-less statistics (mean, std, min, max, 10th/90th
+    percentile: the best any frame-set model can see); sequence: the trajectory resampled to 16 steps, in order.
+    """
+    if kind == "frame":
+        return au[(rng or np.random.default_rng(0)).integers(len(au))]
+    if kind == "mean":
+        return au.mean(0)
+    if kind == "bag":
+        return np.concatenate([au.mean(0), au.std(0), au.min(0), au.max(0), *np.percentile(au, [10, 90], axis=0)])
+    if kind == "sequence":
+        return au[np.linspace(0, len(au) - 1, 16).round().astype(int)].ravel()
+    raise ValueError(f"unknown probe feature kind {kind!r}")
+
+
 # ----------------------------------------------------------------------------------------------------------
 # generation
 
@@ -191,28 +210,56 @@ def _encoder():
         return enc
 
 
-def _write(dest: Path, knobs: dict[str, Any]) -> dict[str, Any]:
-    """Render every clip and write clips/, splits/, clips.tsv, params.npz and meta.json into `dest`."""
-    plan = clip_plan(knobs)
+def _render_rows(dest: Path, knobs: dict[str, Any], rows: list[dict[str, Any]]) -> list[tuple]:
+    """Render and write the frame folders of `rows`; returns (id, amplitude, event, au) per row.
+
+    Each clip has its own seeded generator, so the output does not depend on how rows are split over workers."""
     encode = _encoder()
-    res = knobs["resolution"]
-    idents = {i: make_identity(knobs, i) for i in range(knobs["identities"])}
-    table = ["clip\tidentity\tclass\tframes\tamplitude\tevent_start\tevent_end"]
-    au, offsets = [], [0]
-    (dest / "clips").mkdir(parents=True)
-    for row in plan:
+    idents: dict[int, R.Identity] = {}
+    out = []
+    for row in rows:
+        ident = idents.setdefault(row["identity"], make_identity(knobs, row["identity"]))
         rng = np.random.default_rng(row["rng"])
-        p = R.clip_params(CLASSES[row["label"]], row["frames"], idents[row["identity"]], rng,
-                          intensity=knobs["intensity"], distractor=knobs["distractor"], apex_len=knobs["apex_len"])
-        frames = R.render_clip(p, idents[row["identity"]], res, rng, knobs["distractor"])
+        p = R.clip_params(CLASSES[row["label"]], row["frames"], ident, rng, intensity=knobs["intensity"],
+                          distractor=knobs["distractor"], apex_len=knobs["apex_len"])
+        frames = R.render_clip(p, ident, knobs["resolution"], rng, knobs["distractor"])
         cdir = dest / "clips" / row["id"]
         cdir.mkdir()
         for t, fr in enumerate(frames, 1):
             (cdir / f"{t}.jpg").write_bytes(encode(fr))
+        out.append((row["id"], p.amplitude, p.event, p.au))
+    return out
+
+
+def _workers() -> int:
+    """Render processes: $DFER_SYNTHETIC_WORKERS, else up to 2 (the default config then renders in ~10-20 s)."""
+    env = os.environ.get("DFER_SYNTHETIC_WORKERS")
+    if env:
+        return max(1, int(env))
+    return max(1, min(2, os.cpu_count() or 1))
+
+
+def _write(dest: Path, knobs: dict[str, Any]) -> dict[str, Any]:
+    """Render every clip and write clips/, splits/, clips.tsv, params.npz and meta.json into `dest`."""
+    plan = clip_plan(knobs)
+    (dest / "clips").mkdir(parents=True)
+    n_workers = min(_workers(), max(1, len(plan) // 20))
+    if n_workers > 1 and "fork" in mp.get_all_start_methods():
+        ctx = mp.get_context("fork")  # numpy-only children; fork avoids re-importing the harness
+        with ProcessPoolExecutor(n_workers, mp_context=ctx) as ex:
+            parts = list(ex.map(_render_rows, [dest] * n_workers, [knobs] * n_workers,
+                                [plan[i::n_workers] for i in range(n_workers)]))
+        done = {r[0]: r for part in parts for r in part}
+    else:
+        done = {r[0]: r for r in _render_rows(dest, knobs, plan)}
+    table = ["clip\tidentity\tclass\tframes\tamplitude\tevent_start\tevent_end"]
+    au, offsets = [], [0]
+    for row in plan:
+        _, amp, event, a = done[row["id"]]
         table.append(f"{row['id']}\t{row['identity']}\t{CLASSES[row['label']]}\t{row['frames']}\t"
-                     f"{p.amplitude:.4f}\t{p.event[0]}\t{p.event[1]}")
-        au.append(p.au)
-        offsets.append(offsets[-1] + len(p.au))
+                     f"{amp:.4f}\t{event[0]}\t{event[1]}")
+        au.append(a)
+        offsets.append(offsets[-1] + len(a))
     (dest / "clips.tsv").write_text("\n".join(table) + "\n")
     np.savez_compressed(dest / "params.npz", au=np.concatenate(au), offsets=np.array(offsets),
                         ids=np.array([r["id"] for r in plan]), names=np.array(R.AU_NAMES))
