@@ -118,11 +118,14 @@ def check_dataset(name: str, root: str | None = None, folds: list[int | None] | 
                                 "official test sets are disjoint")
                 break
             seen[cid] = fold
-    for rep in reports:
-        for split, sr in rep.splits.items():
-            if sr.expected is not None and sr.listed != sr.expected:
-                where = f"fold {rep.fold} " if rep.fold is not None else ""
-                warnings.append(f"{where}{split}: {sr.listed} clips listed, the official release has {sr.expected}")
+    diffs = [(f"fold {rep.fold} {split}" if rep.fold is not None else split, sr.listed, sr.expected)
+             for rep in reports for split, sr in rep.splits.items()
+             if sr.expected is not None and sr.listed != sr.expected]
+    if diffs:
+        shown = "; ".join(f"{w}: {a:,} listed vs {b:,} official" for w, a, b in diffs[:2])
+        more = f" (and {len(diffs) - 2} more splits)" if len(diffs) > 2 else ""
+        warnings.append(f"split lists differ from the official release: {shown}{more}; "
+                        "a partial or re-packaged copy? results will not be comparable")
     bad = sum(sr.missing + sr.empty + sr.corrupt for r in reports for sr in r.splits.values())
     usable = all(r.error is None for r in reports) and (bad == 0 or policy == "skip")
     return {
@@ -153,7 +156,7 @@ def render(report: dict, console=None) -> None:
     con = console or Console()
     t = Table(title=f"{report['title']} at {report['root']} ({report['root_source']})")
     for col in ("fold", "split", "found", "expected", "missing", "empty", "corrupt",
-                f"short(<{report['short_threshold']})", "label-0 dropped", "frames min..max"):
+                f"<{report['short_threshold']}f", "label 0", "frames"):
         t.add_column(col, justify="left" if col in ("fold", "split") else "right")
     for f in report["folds"]:
         name = "-" if f["fold"] is None else str(f["fold"])
@@ -174,7 +177,8 @@ def render(report: dict, console=None) -> None:
     con.print(t)
     for f in report["folds"]:
         if f["error"]:
-            con.print(f"[red]fold {f['fold']}: {f['error']}[/red]", highlight=False)
+            where = f"fold {f['fold']}: " if f["fold"] is not None else ""
+            con.print(f"[red]{where}{f['error']}[/red]", highlight=False)
         for p in f["problems"][:5]:
             con.print(f"[red]{p['path']}: {p['reason']}[/red]", highlight=False)
         if len(f["problems"]) > 5:
