@@ -1,1 +1,3 @@
-"""Dataset modules register themselves at import."""
+"""Dataset modules register themselves at import; add new ones here."""
+
+from bench.datasets import community, dfew, ferv39k, folder, mafw, synthetic  # noqa: F401

@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader, Dataset
 from bench.api import ClipRecord, Manifest
 from bench.data.frames import read_clip
 from bench.data.sampling import sample_test, sample_train
-from bench.data.transforms import test_transforms, train_transform
+from bench.data.transforms import eval_transforms, train_transform
 from bench.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -63,7 +63,7 @@ class ClipDataset(Dataset):
         vi, ti, idx = self.items[i]
         rec = self.records[vi]
         clip = read_clip(self.root / rec.rel_path, idx)
-        crops = torch.stack(test_transforms(clip, self.cfg))
+        crops = torch.stack(eval_transforms(clip, self.cfg))
         return {"clip": crops, "label": rec.label, "video": vi, "view": ti}
 
     def _train_item(self, i: int, attempt: int = 0) -> dict:

@@ -5,7 +5,8 @@
 * dense: T frames at stride s from one window of span (T-1)*s+1 (VideoMAE / MAE-DFER / IFDD): a random window
   for training; for testing `uniform` K windows, `all` non-overlapping windows, or one `random` window.
 
-Clips shorter than needed are padded (`edge` repeats the last index; `repeat_first` / `repeat_last` stretch
+Clips shorter than needed are padded by repetition (segment sampler: every frame repeated evenly; dense:
+`edge` repeats the last index; `repeat_first` / `repeat_last` stretch
 the clip by repeating every frame, giving the remainder to the first / last frames as IFDD's readers do).
 Test clips are never dropped.
 """
@@ -57,8 +58,15 @@ def _segment_offsets(num_frames: int, segments: int, seg_len: int, rng: random.R
     return [int(tick * k + tick / 2) for k in range(segments)]
 
 
+def _stretch_even(num_frames: int, frames: int) -> list[int]:
+    """A clip shorter than the model's T: every frame repeated about equally often, in order."""
+    return [i * num_frames // frames for i in range(frames)]
+
+
 def sample_train(num_frames: int, cfg, rng: random.Random) -> list[int]:
     """Frame indices of one training clip."""
+    if cfg.sampler == "segment" and num_frames < cfg.frames:
+        return _stretch_even(num_frames, cfg.frames)
     if cfg.sampler == "segment":
         offs = _segment_offsets(num_frames, cfg.frames // cfg.segment_len, cfg.segment_len, rng, train=True)
         return [min(o + d, num_frames - 1) for o in offs for d in range(cfg.segment_len)]
@@ -68,6 +76,8 @@ def sample_train(num_frames: int, cfg, rng: random.Random) -> list[int]:
 
 def sample_test(num_frames: int, cfg, rng: random.Random | None = None) -> list[list[int]]:
     """Frame indices of each temporal test view of a clip (one list per view)."""
+    if cfg.sampler == "segment" and num_frames < cfg.frames:
+        return [_stretch_even(num_frames, cfg.frames)]
     if cfg.sampler == "segment":
         seg = cfg.frames // cfg.segment_len
         if cfg.test_views <= 1 or cfg.test_temporal == "all":

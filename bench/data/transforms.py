@@ -61,7 +61,7 @@ def train_transform(clip, cfg, rng: random.Random) -> torch.Tensor:
     return _finish(x, cfg)
 
 
-def test_transforms(clip, cfg) -> list[torch.Tensor]:
+def eval_transforms(clip, cfg) -> list[torch.Tensor]:
     """uint8 (T,H,W,3) -> list of float (3,T,S,S), one per spatial crop (1: centre; 3: corners + centre)."""
     x = torch.from_numpy(clip).permute(0, 3, 1, 2)
     if cfg.test_crops == 1:

@@ -1,0 +1,33 @@
+"""Shared test settings: small thread count (CI has 2 cores) and an isolated data home per session."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session")
+def data_home(tmp_path_factory) -> Path:
+    """One data home per test session: synthetic data generated once, reused by every end-to-end test."""
+    return tmp_path_factory.mktemp("dfer-data")
+
+
+def bench_cli(args: list[str], cwd: Path, env_extra: dict | None = None, timeout: int = 600,
+              check: bool = False) -> subprocess.CompletedProcess:
+    """Run the real `bench` console entry point in a subprocess, as a user would."""
+    env = dict(os.environ)
+    env.update({"PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "2", "COLUMNS": "200"})
+    env.update(env_extra or {})
+    proc = subprocess.run([sys.executable, "-m", "bench.cli", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"bench {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
