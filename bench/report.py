@@ -318,14 +318,18 @@ def _profile_of(g: Group) -> dict:
 def summarise_group(g: Group, literature: list[dict]) -> dict[str, Any]:
     """One table row (numbers in percent, raw floats): means/stds over folds plus cost and reported values."""
     folds_expected = expected_folds(g.dataset, [r.get("fold") for r in g.runs])
-    rows = [{"fold": r.get("fold"), "uar": r["metrics"]["uar"], "war": r["metrics"]["war"]} for r in g.runs]
+    def num(x: Any) -> float:  # JSON null (an undefined metric) -> NaN, which then shows as empty
+        return float("nan") if x is None else float(x)
+
+    rows = [{"fold": r.get("fold"), "uar": num(r["metrics"].get("uar")), "war": num(r["metrics"].get("war"))}
+            for r in g.runs]
     agg_u = aggregate_folds(rows, key="uar", expected_folds=folds_expected)
     agg_w = aggregate_folds(rows, key="war", expected_folds=folds_expected)
     seeds = sorted({r.get("seed", 0) for r in g.runs})
     single_split = len(folds_expected) == 1
     if single_split and len(g.runs) > 1:  # one split, several seeds: spread over seeds
-        u_vals = [r["metrics"]["uar"] for r in g.runs]
-        w_vals = [r["metrics"]["war"] for r in g.runs]
+        u_vals = [x["uar"] for x in rows]
+        w_vals = [x["war"] for x in rows]
         agg_u = {**agg_u, "std": float(np.std(u_vals, ddof=1))}
         agg_w = {**agg_w, "std": float(np.std(w_vals, ddof=1))}
     prof = _profile_of(g)
