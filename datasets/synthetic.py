@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from bench.api import ClipRecord, DatasetInfo, Manifest, register_dataset
-from bench.data.frames import list_frames
+from bench.data.frames import decode_image, list_frames, verify_frame_file
 from bench.data.lists import map_label, read_lines, safe_join
 from bench.datasets import _synthetic_render as R
 from bench.datasets._common import Row, apply_policy, check_disjoint, rel_sources
@@ -41,7 +41,7 @@ from bench.errors import DataError
 
 NAME = "synthetic"
 CLASSES: tuple[str, ...] = R.CLASSES
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 JPEG_QUALITY = 90
 
 # knob -> default. `identities=None` means "automatic": min(30, clips_per_class), rounded down to a multiple of folds.
@@ -112,11 +112,15 @@ def parse_knobs(options: dict | None) -> dict[str, Any]:
     if lo > hi:
         raise DataError(f"synthetic: data.options.frames={k['frames']!r} has min > max")
     out["frames"] = [lo, hi]
+    if out["clips_per_class"] < out["folds"]:
+        raise DataError(f"synthetic: data.options.clips_per_class={out['clips_per_class']} is below folds={out['folds']}; "
+                        "every fold needs test clips of every class")
     if k["identities"] is None:
         n = min(30, out["clips_per_class"])
-        out["identities"] = max(out["folds"], n - n % out["folds"])
+        out["identities"] = n - n % out["folds"]
     else:
-        out["identities"] = _num("identities", k["identities"], int, out["folds"], 100000)
+        # each identity needs a clip of every class, and each fold at least one identity
+        out["identities"] = _num("identities", k["identities"], int, out["folds"], out["clips_per_class"])
     return out
 
 
@@ -378,21 +382,42 @@ def build_manifest(root: Path, fold: int | None, options: dict) -> Manifest:
             safe_join(vroot, rel, list_file)
             rows.append(Row(Path(rel).name, rel, label, split, str(list_file), lineno))
     check_disjoint(rows, NAME, fold)
+    level = options.get("verify", "count")
+    if level not in ("count", "tail", "deep"):
+        raise DataError(f"data.options.verify={level!r}: use count, tail or deep")
     records: list[ClipRecord] = []
     skipped: list[dict] = []
     for r in rows:
         path = safe_join(vroot, r.rel_path, Path(r.source))
-        try:
-            n = len(list_frames(path))
-        except DataError as e:
-            kind = "empty" if path.is_dir() else "missing"
-            skipped.append({"kind": kind, "split": r.split, "clip_id": r.clip_id, "path": str(path),
-                            "reason": str(e).split(": ", 1)[-1]})
+        n, problem = _inspect(path, level)
+        if problem is not None:
+            skipped.append({"kind": problem[0], "split": r.split, "clip_id": r.clip_id, "path": str(path),
+                            "reason": problem[1]})
             continue
         records.append(ClipRecord(r.clip_id, r.rel_path, n, r.label, r.split, fold))
     m = Manifest(dataset=NAME, root=vroot, classes=CLASSES, records=records, fold=fold, media="frames",
                  sources=rel_sources(vroot, files), skipped=skipped)
     return apply_policy(m, options)
+
+
+def _inspect(path: Path, level: str) -> tuple[int, tuple[str, str] | None]:
+    """(frames on disk, (kind, reason) of a problem or None). Counted afresh every time (no memo), so an edit
+    on disk always shows; `tail` checks each JPEG's end marker, `deep` decodes every frame."""
+    try:
+        frames = list_frames(path)
+    except DataError as e:
+        return 0, ("empty" if path.is_dir() else "missing", str(e).split(": ", 1)[-1])
+    if level != "count":
+        for f in frames:
+            why = verify_frame_file(f)
+            if why is None and level == "deep":
+                try:
+                    decode_image(f)
+                except DataError as e:
+                    why = str(e).split(": ", 1)[-1]
+            if why:
+                return len(frames), ("corrupt", f"{f.name}: {why}")
+    return len(frames), None
 
 
 def _present(root: Path) -> bool:

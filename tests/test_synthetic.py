@@ -81,6 +81,10 @@ def test_unknown_knob_is_one_line_error(tmp_path):
     assert "\n" not in str(e.value)
     with pytest.raises(DataError, match="resolution"):
         S.parse_knobs({"resolution": "big"})
+    with pytest.raises(DataError, match="clips_per_class=2 is below folds=3"):
+        S.parse_knobs({"clips_per_class": 2})
+    with pytest.raises(DataError, match="identities"):
+        S.parse_knobs({"clips_per_class": 6, "identities": 7})
     with pytest.raises(DataError, match="fold 4"):
         S.build_manifest(tmp_path, 4, SMALL)
     assert not any(tmp_path.iterdir())  # nothing generated for bad requests
@@ -114,6 +118,13 @@ def test_manifest_is_built_from_disk(small_root, tmp_path):
     m2 = S.build_manifest(root, 1, SMALL)
     assert {r.clip_id: r.num_frames for r in m2.split("test")}[rec.clip_id] == rec.num_frames - 1
     assert m2.checksum() != m.checksum()
+    # a truncated frame passes a plain count but is caught by verify=tail (as for the real datasets)
+    other = m2.split("test")[2]
+    bad = m.root / other.rel_path / "1.jpg"
+    bad.write_bytes(bad.read_bytes()[:40])
+    assert other.clip_id in {r.clip_id for r in S.build_manifest(root, 1, SMALL).records}
+    with pytest.raises(DataError, match=r"1.jpg: truncated JPEG"):
+        S.build_manifest(root, 1, {**SMALL, "verify": "tail"})
     # a bad label in the list names the file
     lst = m.root / "splits/set_1/train.txt"
     lines = lst.read_text().splitlines()
