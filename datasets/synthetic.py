@@ -163,6 +163,15 @@ def identity_folds(knobs: dict[str, Any]) -> dict[int, int]:
     return {int(i): pos % knobs["folds"] + 1 for pos, i in enumerate(perm)}
 
 
+def official_counts_for(kind: str, options: dict) -> dict[int | None, tuple[int, int]]:
+    """fold -> (train, test) clips that these knobs produce (the `bench data check` hook; `kind` is unused)."""
+    knobs = parse_knobs(options)
+    fold_of = identity_folds(knobs)
+    plan = clip_plan(knobs)
+    tests = [sum(fold_of[r["identity"]] == k for r in plan) for k in range(1, knobs["folds"] + 1)]
+    return {k: (len(plan) - n, n) for k, n in enumerate(tests, 1)}
+
+
 def make_identity(knobs: dict[str, Any], identity: int) -> R.Identity:
     return R.make_identity(np.random.default_rng([knobs["seed"], 11, identity]), knobs["distractor"])
 

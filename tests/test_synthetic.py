@@ -172,12 +172,9 @@ def test_default_counts_are_registered():
     info = DATASETS.get("synthetic")
     assert info.generated and info.env_var == "DFER_SYNTHETIC_ROOT" and info.default_root == "synthetic"
     assert info.classes == ("happy", "sad", "neutral", "angry", "surprise", "disgust", "fear")
-    k = S.parse_knobs({})
-    plan = S.clip_plan(k)
-    fold_of = S.identity_folds(k)
-    for fold, (n_train, n_test) in info.official_counts.items():
-        assert sum(fold_of[r["identity"]] == fold for r in plan) == n_test
-        assert len(plan) - n_test == n_train
+    assert S.official_counts_for("single", {}) == info.official_counts == {k: (420, 210) for k in (1, 2, 3)}
+    assert S.official_counts_for("single", SMALL) == {k: (28, 14) for k in (1, 2, 3)}
+    assert S.official_counts_for("single", {"clips_per_class": 6, "folds": 2}) == {1: (21, 21), 2: (21, 21)}
 
 
 # ----------------------------------------------------------------------------------------------------------
