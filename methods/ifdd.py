@@ -21,12 +21,14 @@ switch; the full deviation ledger is in `methods/IFDD.md`. Summary:
 | 12 | dead parameters | kept (37,577,123) | dropped (37,532,498) | model.kwargs.keep_dead_params |
 | 18 | LayerNorm eps | 1e-6 backbone, 1e-5 LADM | (kept) | model.kwargs.*_norm_eps |
 
-FLOPs. fvcore counts 48,031,336,776 at 1x3x16x224^2 (49,093,465,416 for 32 frames), identical to the
-original because the port uses the same counted op types (linear, matmul attention, einsum rel-pos, conv,
-layer_norm at 5/element, grid_sampler, adaptive_avg_pool2d). `torch.utils.flop_counter.FlopCounterMode`
-reports 2x multiply-accumulates of mm/bmm/addmm/convolution only; halved it is lower than fvcore by exactly
-what fvcore adds on top of MACs: layer_norm (5 FLOPs/element, 0.173 G), grid_sampler and
-adaptive_avg_pool2d (1.5 M). The rel-pos einsums are counted by both (FlopCounterMode sees them as bmm).
+FLOPs. fvcore counts 48,031,336,776 at 1x3x16x224^2 (49,093,465,416 for 32 frames, 11 classes), identical
+to the original because the port uses the same counted op types (linear, matmul attention, einsum rel-pos,
+conv, layer_norm at 5/element, grid_sampler, adaptive_avg_pool2d). `torch.utils.flop_counter.FlopCounterMode`
+gives 95,713,988,352 (97,838,245,632), i.e. 47,856,994,176 (48,919,122,816) after /2. The gap is
+174,342,600 in both cases and is fully explained: FlopCounterMode counts 2 x MACs of mm/bmm/addmm/convolution
+only, so it omits layer_norm (172,829,760 = 5/element), grid_sampler (1,204,224) and adaptive_avg_pool2d
+(301,056); and fvcore estimates the rel-pos einsums with numpy's einsum_path, 7,560 above their exact MACs
+(147,525,000 vs 147,517,440, which FlopCounterMode sees as bmm).
 """
 
 from __future__ import annotations
