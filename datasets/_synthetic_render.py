@@ -313,10 +313,10 @@ def render_clip(p: ClipParams, ident: Identity, res: int, rng: np.random.Generat
     amax = p.au.max(axis=0)
     # forehead lines (brow raise), glabella lines (furrow) and brows
     w = win(-(ident.eye_x + 0.16), ident.eye_x + 0.16,
-            ident.eye_y - ident.brow_gap - 0.09 * max(amax[_A["brow"]], 0) - 0.07 * max(amax[_A["inner"]], 0) - 0.17,
-            ident.eye_y + 0.06)
+            ident.eye_y - ident.brow_gap - 0.11 * max(amax[_A["brow"]], 0) - 0.085 * max(amax[_A["inner"]], 0) - 0.17,
+            ident.eye_y + 0.08)
     uu, vv = u[w], v[w]
-    brow_y = ident.eye_y - ident.brow_gap - 0.09 * au["brow"]
+    brow_y = ident.eye_y - ident.brow_gap - 0.11 * au["brow"]
     line_w = 0.008
     fl = np.zeros_like(uu)
     for k, yy in enumerate((-0.07, -0.12)):
@@ -333,16 +333,16 @@ def render_clip(p: ClipParams, ident: Identity, res: int, rng: np.random.Generat
     bm = np.zeros_like(uu)
     for sx in (-1, 1):
         x0 = sx * (ident.eye_x - 0.09 + 0.03 * fur)
-        y0 = brow_y + 0.06 * fur - 0.07 * inn
+        y0 = brow_y + 0.075 * fur - 0.085 * inn
         x1 = sx * (ident.eye_x + 0.11)
         y1 = brow_y + 0.01 * fur + 0.015 * inn
         bm = np.maximum(bm, _soft(_segment_sdf(uu, vv, x0, y0, x1, y1) - ident.brow_thick, pix))
     over(w, bm, ident.hair * 0.7)
     # eyes: sclera ellipse whose height follows eye opening and blinks, iris, dark outline
-    ext = ident.eye_h * 2.3 + 0.03
+    ext = ident.eye_h * 2.6 + 0.03
     w = win(-(ident.eye_x + ident.eye_w + 0.03), ident.eye_x + ident.eye_w + 0.03, ident.eye_y - ext, ident.eye_y + ext)
     uu, vv = u[w], v[w]
-    eh = ident.eye_h * np.clip(1 + 0.7 * au["eye"], 0.1, 2.2) * (1 - 0.95 * _col(p.blink))
+    eh = ident.eye_h * np.clip(1 + 0.9 * au["eye"], 0.1, 2.5) * (1 - 0.95 * _col(p.blink))
     eye_cov = np.zeros_like(uu)
     outline = np.zeros_like(uu)
     iris = np.zeros_like(uu)
@@ -372,15 +372,15 @@ def render_clip(p: ClipParams, ident: Identity, res: int, rng: np.random.Generat
         wl = np.maximum(wl, _soft(_segment_sdf(uu, vv, -0.06, ident.eye_y + yy, 0.06, ident.eye_y + yy + 0.01) - line_w, pix))
     over(w, wl * np.clip(au["wrinkle"] - 0.1, 0, 1), ident.skin * 0.45)
     # mouth: lips around a centreline curved by the corners; interior opens with `open`; press narrows it
-    w = win(-ident.mouth_w * 1.25 - 0.03, ident.mouth_w * 1.25 + 0.03, ident.mouth_y - 0.2, ident.mouth_y + 0.22)
+    w = win(-ident.mouth_w * 1.25 - 0.03, ident.mouth_w * 1.25 + 0.03, ident.mouth_y - 0.22, ident.mouth_y + 0.26)
     uu, vv = u[w], v[w]
     press = np.clip(au["press"], -0.5, 1.5)
     corner = np.clip(au["corner"], -1.5, 1.5)
     mw = ident.mouth_w * (1 + 0.15 * np.clip(corner, 0, None) - 0.25 * np.clip(press, 0, None))
     xn = uu / mw
     bulge = np.clip(1 - xn * xn, 0, 1)
-    yc = ident.mouth_y - 0.08 * corner * xn * xn
-    op = 0.11 * np.clip(au["open"], 0, 1.4) * bulge
+    yc = ident.mouth_y - 0.1 * corner * xn * xn
+    op = 0.13 * np.clip(au["open"], 0, 1.4) * bulge
     lt = (0.022 * (1 - 0.6 * np.clip(press, 0, 1))) * np.sqrt(bulge) + 0.006
     dist = np.abs(vv - yc)
     inside_x = _soft((np.abs(xn) - 1) * mw, pix)

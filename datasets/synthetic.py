@@ -41,7 +41,7 @@ from bench.errors import DataError
 
 NAME = "synthetic"
 CLASSES: tuple[str, ...] = R.CLASSES
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 JPEG_QUALITY = 90
 
 # knob -> default. `identities=None` means "automatic": min(30, clips_per_class), rounded down to a multiple of folds.
