@@ -9,6 +9,9 @@ with the training augmentation (flip, RandomResizedCrop scale (0.5,1), ColorJitt
          bench.data.transforms.train_transform with DataCfg(size=224, color_jitter=[0.4]*4, rrc_scale=[0.5,1])
   ours+pack  the same with the clips packed by `bench data pack` (read_clip memory-maps the .npy)
   decode+fast  read_clip + frames.fast_train_transform (the proposed in-place transform, when present)
+  decode+crop  read_clip + flip + RandomResizedCrop on uint8 only: the worker's share if the colour jitter and
+               normalisation ran batched on the GPU (a proposal; not what the loader does today)
+  pack+fast    packed clips + fast_train_transform
 
 Run: .venv/bin/python benchmarks/data_loading.py [--clips 40]   or   bench data bench
 """
@@ -109,6 +112,22 @@ def run(clips: int = 40, frames: int = 16, size: int = 224, repeats: int = 3) ->
                 return fr.fast_train_transform(clip, cfg, rng)
 
             readers["decode+fast"] = fast
+
+        import torchvision.transforms.v2.functional as TF
+
+        from bench.data.transforms import _rrc_params
+
+        def crop_only(i: int):
+            # the CPU share if colour jitter and normalisation ran batched on the GPU: decode, flip, crop (uint8)
+            rng = random.Random(i)
+            clip = read_clip(dirs[i % len(dirs)], sample_train(frames, cfg, rng))
+            x = torch.from_numpy(clip).permute(0, 3, 1, 2)
+            if rng.random() < 0.5:
+                x = x.flip(-1)
+            top, left, ch, cw = _rrc_params(x.shape[-2], x.shape[-1], cfg.rrc_scale, cfg.rrc_ratio, rng)
+            return TF.resized_crop(x, top, left, ch, cw, [size, size], antialias=True)
+
+        readers["decode+crop"] = crop_only
         for name, fn in readers.items():
             res["clips_per_s"][name] = max(_time(fn, clips) for _ in range(repeats))
 
