@@ -141,6 +141,12 @@ def sniff(root: Path) -> str | None:
     return None
 
 
+def present_or_foreign(root: Path, found: bool) -> bool:
+    """is_present: the layout was found, OR the root holds another dataset, so that building the manifest can
+    say what the root looks like instead of the generic 'not found / how to obtain it' message."""
+    return found or (root.is_dir() and sniff(root) is not None)
+
+
 def wrong_root(root: Path, dataset: str, wanted: str) -> DataError:
     """'no X found' plus what the root looks like instead."""
     if not root.is_dir():

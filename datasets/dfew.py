@@ -23,6 +23,7 @@ from ._common import (
     cached_manifest,
     find_dir,
     index_clips,
+    present_or_foreign,
     rel_sources,
     require_root,
     subdirs,
@@ -179,7 +180,7 @@ def build_manifest(root: Path, fold: int | None, options: dict) -> Manifest:
 
 def is_present(root: Path) -> bool:
     root = Path(root)
-    return root.is_dir() and find_dir(root, lambda d: d.name.lower() == "emolabel_datasplit", 3) is not None
+    return present_or_foreign(root, root.is_dir() and find_dir(root, lambda d: d.name.lower() == "emolabel_datasplit", 3) is not None)
 
 
 INFO = register_dataset(DatasetInfo(

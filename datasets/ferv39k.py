@@ -25,6 +25,7 @@ from ._common import (
     cached_manifest,
     find_dir,
     find_file,
+    present_or_foreign,
     rel_sources,
     require_root,
     subdirs,
@@ -125,7 +126,7 @@ def build_manifest(root: Path, fold: int | None, options: dict) -> Manifest:
 
 def is_present(root: Path) -> bool:
     root = Path(root)
-    return root.is_dir() and find_file(root, ["train_All.csv"], 4) is not None
+    return present_or_foreign(root, root.is_dir() and find_file(root, ["train_All.csv"], 4) is not None)
 
 
 INFO = register_dataset(DatasetInfo(

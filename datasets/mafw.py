@@ -25,6 +25,7 @@ from ._common import (
     find_dir,
     has_clip_children,
     index_clips,
+    present_or_foreign,
     rel_sources,
     require_root,
     subdirs,
@@ -157,7 +158,8 @@ def _builder(kind: str, name: str, classes: tuple[str, ...]):
 
 def is_present(root: Path) -> bool:
     root = Path(root)
-    return root.is_dir() and find_dir(root, lambda d: (d / "single").is_dir() or (d / "compound").is_dir(), 3) is not None
+    found = root.is_dir() and find_dir(root, lambda d: (d / "single").is_dir() or (d / "compound").is_dir(), 3) is not None
+    return present_or_foreign(root, found)
 
 
 INFO = register_dataset(DatasetInfo(

@@ -228,6 +228,9 @@ def test_wrong_root_says_what_it_looks_like(tmp_path: Path) -> None:
     with pytest.raises(DataError) as e:
         DATASETS.get("dfew").build_manifest(ferv, 1, {})
     one_line(e, "looks like FERV39k", "--dataset")
+    assert DATASETS.get("dfew").is_present(ferv)  # so `bench run` reaches this message, not 'not found'
+    (tmp_path / "empty").mkdir()
+    assert not DATASETS.get("dfew").is_present(tmp_path / "empty")
     mafw = write_mafw(tmp_path, per_class=1)
     with pytest.raises(DataError) as e:
         DATASETS.get("ferv39k").build_manifest(mafw, None, {})

@@ -84,3 +84,12 @@ def test_e2e_mafw_png(tmp_path: Path) -> None:
     work.mkdir()
     _check_and_run(tmp_path, work, "mafw", write_mafw(tmp_path, per_class=0), "1")
     _report(tmp_path, work, 1)
+
+
+@needs_cli
+def test_run_with_wrong_root_is_one_line(tmp_path: Path) -> None:
+    """A FERV39k root given for dfew: one line saying what the root looks like, exit 2, no traceback."""
+    ferv = write_ferv39k(tmp_path, per_class=0)
+    run = bench(["run", "-m", "r3d18", "-d", "dfew", "--fold", "1", "--root", str(ferv), *RUN], tmp_path, _env(tmp_path))
+    out = run.stdout + run.stderr
+    assert run.returncode == 2 and "Traceback" not in out and "looks like FERV39k" in " ".join(out.split())
