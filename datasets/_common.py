@@ -184,13 +184,17 @@ class Problem:
     reason: str
 
 
-_COUNT_MEMO: dict[tuple[str, int], tuple[int, tuple[str, str] | None]] = {}
+_COUNT_MEMO: dict[tuple[str, int, int], tuple[int, tuple[str, str] | None]] = {}
 
 
 def inspect_clip(path: Path, level: str = "count") -> tuple[int, tuple[str, str] | None]:
     """(frame count, (kind, reason) of a problem or None), memoised within a process (folds share clips)."""
     lv = VERIFY_LEVELS[level]
-    key = (os.path.abspath(path), lv)
+    try:
+        stamp = os.stat(path).st_mtime_ns  # a re-extracted clip folder is inspected again
+    except OSError:
+        return _inspect(path, lv)
+    key = (os.path.abspath(path), lv, stamp)
     if key in _COUNT_MEMO:
         return _COUNT_MEMO[key]
     res = _inspect(path, lv)
