@@ -188,4 +188,6 @@ def render(report: dict, console=None) -> None:
     verdict = "[green]usable[/green]" if report["usable"] else "[red]NOT usable[/red]"
     tail = "" if report["usable"] or report["bad_clips"] == 0 else \
         " (fix the bad clips, or accept skipping them with --on-bad-clip skip)"
-    con.print(f"{report['dataset']}: {verdict}{tail}; classes: {', '.join(report['classes'])}", highlight=False)
+    cls = report["classes"]
+    shown = ", ".join(cls) if len(cls) <= 11 else ", ".join(cls[:11]) + f", ... ({len(cls)} classes)"
+    con.print(f"{report['dataset']}: {verdict}{tail}; classes: {shown}", highlight=False)
