@@ -61,7 +61,7 @@ def _report(tmp: Path, work: Path, n_results: int) -> None:
 def test_e2e_dfew_16f_and_original_mp4(tmp_path: Path) -> None:
     """Unpadded 1..16.jpg names, a label-0 row, an extra nesting level; then the same clips as mp4 (PyAV)
     read through decord (variant=original)."""
-    root = write_dfew(tmp_path, n_clips=14, variants=("clip_224x224_16f", "original"), nested=True)
+    root = write_dfew(tmp_path, n_clips=10, variants=("clip_224x224_16f", "original"), nested=True)
     work = tmp_path / "work"
     work.mkdir()
     res = _check_and_run(tmp_path, work, "dfew", root, "1")

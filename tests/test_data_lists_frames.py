@@ -125,7 +125,7 @@ def test_fast_train_transform_matches_reference() -> None:
     clip = np.clip(np.cumsum(rng.normal(0, 6, (4, 48, 40, 3)), axis=2) + 128, 0, 255).astype(np.uint8)
     for cfg in (DataCfg(size=32, color_jitter=[0.4] * 4, rrc_scale=[0.5, 1.0]),
                 DataCfg(size=24, color_jitter=[0.0, 0.3, 0.0, 0.1], mean=[0.5, 0.4, 0.3], std=[0.2, 0.25, 0.3])):
-        for seed in range(8):
+        for seed in range(4):
             r1, r2 = random.Random(seed), random.Random(seed)
             a = train_transform(clip, cfg, r1)
             b = fr.fast_train_transform(clip, cfg, r2)
