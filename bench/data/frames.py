@@ -413,8 +413,9 @@ def fast_train_transform(clip: np.ndarray, cfg, rng):
     """Drop-in for bench.data.transforms.train_transform: the same random draws in the same order (so the
     same augmentation for a given generator) and the same operations, computed in float on planar buffers
     without uint8 round trips between the jitter ops. Why: torchvision's colour ops on a (T,C,H,W) clip cost
-    ~170 ms for 16x224x224 (channels-last strides, ~40 temporaries in adjust_hue); this path ~10x less.
-    Differences to train_transform are the uint8 truncations it does between jitter ops (a few /255)."""
+    most of a training sample (channels-last strides, ~40 temporaries in adjust_hue); this path is ~5x
+    faster on 16x224x224 (benchmarks/data_loading.py). Differences to train_transform are the uint8
+    truncations it does between jitter ops (mean ~1/255, at most a few /255)."""
     import torch
     import torchvision.transforms.v2.functional as TF
 
@@ -441,8 +442,8 @@ def fast_train_transform(clip: np.ndarray, cfg, rng):
             lim = (b, c, sat, hue)[op]
             if lim > 0:
                 steps.append((op, rng.uniform(-lim, lim) if op == 3 else rng.uniform(max(0.0, 1 - lim), 1 + lim)))
-    # every op is local to a frame (contrast uses the per-frame mean), so work on a few frames at a time:
-    # the buffers stay in cache, which is worth ~3x over whole-clip passes bound by memory bandwidth
+    # every op is local to a frame (contrast uses the per-frame mean), so work on a few frames at a time
+    # with small, reused buffers (fewer page faults and cache misses than whole-clip temporaries)
     group = _FRAME_GROUP
     ws = [torch.empty((min(group, t_), s, s), dtype=torch.float32) for _ in range(7)]
     for t0 in range(0, t_, group):
