@@ -67,7 +67,7 @@ def write_mp4(path: Path, n_frames: int = 20, size: int = 32, label: int = 0) ->
 def write_dfew(base: Path, n_clips: int = 21, variants: tuple[str, ...] = ("clip_224x224_16f",),
                label0: bool = True, nested: bool = False) -> Path:
     """DFEW/ root: EmoLabel_DataSplit/{train,test}(single-labeled)/set_1..5.csv (header, 1-based labels, one
-    label-0 row in set_1 train), Clip/clip_224x224_16f/<id>/1.jpg..16.jpg (unpadded names), optionally
+    label-0 row in set_1 train, a UTF-8 BOM in set_2, CRLF + trailing blank lines in set_3), Clip/clip_224x224_16f/<id>/1.jpg..16.jpg (unpadded names), optionally
     clip_224x224 (<id>_<n>.jpg, variable length, inside a part folder) and original/<id>.mp4."""
     root = base / "DFEW"
     top = root / "DFEW" if nested else root
@@ -83,7 +83,12 @@ def write_dfew(base: Path, n_clips: int = 21, variants: tuple[str, ...] = ("clip
             lines = ["video_name,label"] + [f"{int(c)},{labels[c]}" for c in rows]
             if label0 and fold == 1 and name.startswith("train"):
                 lines.insert(3, "16001,0")
-            (d / f"set_{fold}.csv").write_text("\n".join(lines) + "\n")
+            if fold == 2:  # quirk: a UTF-8 BOM (files re-saved on Windows)
+                (d / f"set_{fold}.csv").write_bytes(("\n".join(lines) + "\n").encode("utf-8-sig"))
+            elif fold == 3:  # quirk: CRLF line endings and trailing blank lines
+                (d / f"set_{fold}.csv").write_bytes(("\r\n".join(lines) + "\r\n\r\n\r\n").encode())
+            else:
+                (d / f"set_{fold}.csv").write_text("\n".join(lines) + "\n")
     for v in variants:
         for k, cid in enumerate(ids):
             lab = labels[cid] - 1

@@ -125,3 +125,18 @@ def test_benchmark_script_smoke() -> None:
     res = _benchmark_module().run(clips=1, frames=16, size=64, repeats=1)
     assert set(res["clips_per_s"]) >= {"ifdd", "raw", "ours", "ours+pack"}
     assert all(v > 0 for v in res["clips_per_s"].values())
+
+
+def test_check_list_and_folder(tmp_path: Path) -> None:
+    root = write_dfew(tmp_path, n_clips=14)
+    media = "Clip/clip_224x224_16f"
+    (tmp_path / "tr.txt").write_text("".join(f"{media}/{i:05d} 16 {(i - 1) % 7}\n" for i in range(1, 11)))
+    (tmp_path / "te.txt").write_text("".join(f"{media}/{i:05d} {(i - 1) % 7}\n" for i in range(11, 15)))
+    base = ["--dataset", "list", "--root", str(root), "-o", f"train_list={tmp_path / 'tr.txt'}",
+            "-o", f"test_list={tmp_path / 'te.txt'}"]
+    code, rep = check(*base, "--json")
+    assert code == 1 and "label order is not declared" in rep["folds"][0]["error"]
+    code, rep = check(*base, "-o", "label_order=dfew", "--json")
+    assert code == 0 and rep["folds"][0]["splits"]["train"]["found"] == 10 and rep["classes"][0] == "happy"
+    code, rep = check("--dataset", "folder", "--root", str(root / "Clip"), "--json")
+    assert code == 0 and rep["folds"][0]["splits"]["test"]["found"] >= 1  # one class folder: clip_224x224_16f

@@ -90,6 +90,9 @@ def test_dfew_official_layout(dfew_root: Path) -> None:
     assert [s["clip_id"] for s in m.skipped if s["kind"] == "label0"] == ["16001"]  # dropped AND reported
     assert set(m.sources) == {"EmoLabel_DataSplit/train(single-labeled)/set_1.csv",
                               "EmoLabel_DataSplit/test(single-labeled)/set_1.csv"}
+    for fold, n_test in ((2, 4), (3, 4)):  # BOM; CRLF + trailing blank lines
+        q = DATASETS.get("dfew").build_manifest(dfew_root, fold, {})
+        assert len(q.split("test")) == n_test and len(q.split("train")) == 17 and not q.skipped
     from bench.data.frames import list_frames
 
     assert [p.name for p in list_frames(m.root / "00001")][:3] == ["1.jpg", "2.jpg", "3.jpg"]
