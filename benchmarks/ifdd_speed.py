@@ -97,14 +97,16 @@ def main() -> None:
     x = torch.rand(args.batch, 3, args.frames, args.size, args.size)
     with torch.no_grad():
         diff = (original.eval()(x) - port.eval()(x)).abs().max().item()
-    print(f"eval logits max |port - original| = {diff:.3g}")
+    print(f"eval logits max |port - original| = {diff:.3g}", flush=True)
 
     results = {}
     # interleave the two models so background load affects both alike
     for _ in range(args.repeats):
         for name, model in (("original", original), ("port", port)):
             torch.manual_seed(0)
-            results.setdefault(name, []).extend(time_train_step(model, x, args.warmup if name not in results else 0, 1))
+            step = time_train_step(model, x, args.warmup if name not in results else 0, 1)
+            results.setdefault(name, []).extend(step)
+            print(f"  {name:8s} fwd+bwd batch {args.batch}: {step[0]:.2f} s", flush=True)
     per_clip = {k: statistics.median(v) / args.batch for k, v in results.items()}
     for k, v in results.items():
         print(f"{k:8s} fwd+bwd per clip: median {per_clip[k]:.3f} s  (per batch: {', '.join(f'{t:.2f}' for t in v)})")
