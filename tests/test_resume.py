@@ -1,0 +1,70 @@
+"""A run killed mid-epoch (a real SIGKILL of the `bench run` process) resumes from its last checkpoint and
+finishes with exactly the metrics and predictions of an uninterrupted run of the same spec."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ARGS = ["run", "-m", "r3d18", "-d", "synthetic", "--fold", "1", "--epochs", "3", "--batch-size", "4", "--workers", "0",
+        "--no-latency", "--no-progress", "--set", "data.options.clips_per_class=6", "--set", "data.options.folds=2",
+        "--set", "data.options.resolution=32", "--set", "data.size=32", "--set", "data.frames=8",
+        "--set", "train.deterministic=true", "--set", "reg.mixup_alpha=0.8", "--set", "reg.cutmix_alpha=1.0"]
+
+
+def _env(data_home: Path) -> dict:
+    return {**os.environ, "DFER_DATA_HOME": str(data_home), "OMP_NUM_THREADS": "2", "PYTHONUNBUFFERED": "1"}
+
+
+def _cmd(results: Path) -> list[str]:
+    return [sys.executable, "-m", "bench.cli", *ARGS, "--results", str(results)]
+
+
+def _run_dir(results: Path) -> Path:
+    (spec,) = list((results / "runs").rglob("spec.yaml"))
+    return spec.parent
+
+
+def test_killed_run_resumes_to_the_same_result(tmp_path, data_home):
+    env = _env(data_home)
+    straight = tmp_path / "straight"
+    subprocess.run(_cmd(straight), env=env, check=True, capture_output=True, timeout=600)
+    expected = json.loads((_run_dir(straight) / "result.json").read_text())
+
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(_cmd(killed), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 600
+    log = None
+    while time.time() < deadline:  # wait until epoch 1 is checkpointed, then kill during epoch 2
+        if log is None and (killed / "runs").exists():
+            found = list((killed / "runs").rglob("metrics.jsonl"))
+            log = found[0] if found else None
+        if log is not None and log.is_file() and len(log.read_text().splitlines()) >= 1:
+            break
+        time.sleep(0.05)
+    time.sleep(0.5)
+    assert proc.poll() is None, "run finished before it could be killed; make it longer"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    rdir = log.parent
+    assert not (rdir / "result.json").exists() and (rdir / "status").read_text().strip() == "running"
+    assert len(log.read_text().splitlines()) == 1  # epoch 2 never completed
+
+    resumed = subprocess.run(_cmd(killed), env=env, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming after epoch 1" in resumed.stderr + resumed.stdout
+    lines = [json.loads(x) for x in (rdir / "metrics.jsonl").read_text().splitlines()]
+    ref = [json.loads(x) for x in (_run_dir(straight) / "metrics.jsonl").read_text().splitlines()]
+    assert [x["train_loss"] for x in lines] == [x["train_loss"] for x in ref]
+    result = json.loads((rdir / "result.json").read_text())
+    assert result["metrics"] == expected["metrics"]
+    a = np.load(_run_dir(straight) / "predictions.npz")
+    b = np.load(rdir / "predictions.npz")
+    np.testing.assert_array_equal(a["logits"], b["logits"])
