@@ -8,10 +8,8 @@ with the training augmentation (flip, RandomResizedCrop scale (0.5,1), ColorJitt
   ours   bench.data.loader.ClipDataset (train): segment sampling, read_clip (simplejpeg into one buffer),
          bench.data.transforms.train_transform with DataCfg(size=224, color_jitter=[0.4]*4, rrc_scale=[0.5,1])
   ours+pack  the same with the clips packed by `bench data pack` (read_clip memory-maps the .npy)
-  decode+fast  read_clip + frames.fast_train_transform (the proposed in-place transform, when present)
   decode+crop  read_clip + flip + RandomResizedCrop on uint8 only: the worker's share if the colour jitter and
                normalisation ran batched on the GPU (a proposal; not what the loader does today)
-  pack+fast    packed clips + fast_train_transform
 
 Run: .venv/bin/python benchmarks/data_loading.py [--clips 40]   or   bench data bench
 """
@@ -105,13 +103,6 @@ def run(clips: int = 40, frames: int = 16, size: int = 224, repeats: int = 3) ->
             return ds[i % len(dirs)]
 
         readers = {"ifdd": ifdd, "raw": raw, "ours": ours}
-        if hasattr(fr, "fast_train_transform"):
-            def fast(i: int):
-                rng = random.Random(i)
-                clip = read_clip(dirs[i % len(dirs)], sample_train(frames, cfg, rng))
-                return fr.fast_train_transform(clip, cfg, rng)
-
-            readers["decode+fast"] = fast
 
         import torchvision.transforms.v2.functional as TF
 
@@ -149,8 +140,6 @@ def run(clips: int = 40, frames: int = 16, size: int = 224, repeats: int = 3) ->
         _write_registry(os.path.abspath(root), size, pack_dir)
         assert fr.find_packed(dirs[0]) is not None
         res["clips_per_s"]["ours+pack"] = max(_time(ours, clips) for _ in range(repeats))
-        if "decode+fast" in readers:
-            res["clips_per_s"]["pack+fast"] = max(_time(readers["decode+fast"], clips) for _ in range(repeats))
         os.environ.pop("DFER_BENCH_CACHE")
         fr._REGISTRY["key"] = None
     c = res["clips_per_s"]

@@ -62,7 +62,7 @@ class ClipDataset(Dataset):
             return self._train_item(i)
         vi, ti, idx = self.items[i]
         rec = self.records[vi]
-        clip = read_clip(self.root / rec.rel_path, idx)
+        clip = read_clip(self.root / rec.rel_path, idx, size=self.cfg.size)
         crops = torch.stack(eval_transforms(clip, self.cfg))
         return {"clip": crops, "label": rec.label, "video": vi, "view": ti}
 
@@ -70,7 +70,7 @@ class ClipDataset(Dataset):
         rng = _sample_rng(self.seed, self.epoch, i if attempt == 0 else -(i * 31 + attempt))
         rec = self.records[i]
         try:
-            clip = read_clip(self.root / rec.rel_path, sample_train(rec.num_frames, self.cfg, rng))
+            clip = read_clip(self.root / rec.rel_path, sample_train(rec.num_frames, self.cfg, rng), size=self.cfg.size)
         except DataError as e:
             if self.on_bad_clip != "skip" or attempt >= 10:
                 raise
