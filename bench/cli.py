@@ -83,7 +83,7 @@ def list_datasets(as_json: Annotated[bool, typer.Option("--json")] = False) -> N
     for col in ("name", "classes", "folds", "protocol", "present", "root"):
         table.add_column(col, overflow="fold")
     for r in rows:
-        table.add_row(r["name"], f"{len(r['classes'])}: {', '.join(r['classes'][:7])}{'...' if len(r['classes']) > 7 else ''}",
+        table.add_row(r["name"], f"{len(r['classes'])}: {', '.join(r['classes'][:3])}{', ...' if len(r['classes']) > 3 else ''}",
                       ",".join(map(str, r["folds"])) or "single split", r["protocol"], r["present"],
                       f"{r['root']} ({r['root_from']})")
     out.print(table)
@@ -258,7 +258,7 @@ def profile(
 
             spec = resolve_spec(name, dataset)
             kw = {"frames": spec.data.frames, "size": spec.data.size}
-            num_classes = len(DATASETS.get(dataset).classes)
+            num_classes = len(DATASETS.get(dataset).classes) or 7  # `folder`/`list` learn classes from the data
         kw.update({k: v for k, v in {"frames": frames, "size": size}.items() if v is not None})
         p = profile_method(name, num_classes=num_classes, device=device, precision=precision, latency=latency, **kw)
         p["method"] = name

@@ -26,8 +26,9 @@ from bench.data.lists import numbered_lines, parse_int, safe_join
 from bench.errors import DataError
 
 from ._common import Row, assemble, cached_manifest, rel_sources
+from .dfew import CLASSES as DFEW_CLASSES
 
-DFEW7 = ("happy", "sad", "neutral", "angry", "surprise", "disgust", "fear")
+DFEW7 = DFEW_CLASSES
 MAFW11 = ("anger", "disgust", "fear", "happiness", "neutral", "sadness", "surprise", "contempt", "anxiety",
           "helplessness", "disappointment")
 LABEL_ORDERS: dict[str, tuple[str, ...]] = {

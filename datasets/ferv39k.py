@@ -31,8 +31,9 @@ from ._common import (
     subdirs,
     wrong_root,
 )
+from .dfew import CLASSES as DFEW_CLASSES
 
-CLASSES = ("happy", "sad", "neutral", "angry", "surprise", "disgust", "fear")
+CLASSES = DFEW_CLASSES  # DFEW-style order, so 7-class tables align (datasets.md §2.3)
 ALPHABETICAL = ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")  # IFDD / S2D / M3DFEL indices
 OFFICIAL_COUNTS: dict[int | None, tuple[int, int]] = {None: (31088, 7847)}
 VARIANTS = {"face": "2_clipsforfacecrop", "scene": "3_clipsforscenimages"}

@@ -35,20 +35,24 @@ def load_imagenet_trunk(model: nn.Module, path: Path) -> dict:
     return load_matching(model.trunk, {k: v for k, v in load_state_dict_file(path).items() if not k.startswith("fc.")})
 
 
+# Shared with the static control (methods/static.py), so the control differs only in temporal modelling.
+FRAME_CNN_RECIPE = Recipe(
+    defaults={
+        "data": {"frames": 16, "size": 112, "sampler": "segment", "rrc_scale": [0.8, 1.0],
+                 "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]},
+        "optim": {"name": "adamw", "lr": 1e-3, "weight_decay": 1e-4, "warmup_epochs": 2},
+        "train": {"epochs": 50, "batch_size": 32, "grad_clip": 5.0},
+        "reg": {"label_smoothing": 0.1},
+    },
+    datasets={"synthetic": {"data": {"size": 64, "rrc_scale": [0.85, 1.0]}, "optim": {"lr": 2e-3, "warmup_epochs": 1},
+                            "train": {"epochs": 8, "batch_size": 16}}},
+)
+
+
 @register_method(
     "r18_lstm", family="CNN+RNN", input=InputSpec(16, 112), test_views="1 clip x 1 crop",
     paper="Jiang et al., DFEW (ACM MM 2020) ResNet-18+LSTM baseline",
-    recipe=Recipe(
-        defaults={
-            "data": {"frames": 16, "size": 112, "sampler": "segment", "rrc_scale": [0.8, 1.0],
-                     "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]},
-            "optim": {"name": "adamw", "lr": 1e-3, "weight_decay": 1e-4, "warmup_epochs": 2},
-            "train": {"epochs": 50, "batch_size": 32, "grad_clip": 5.0},
-            "reg": {"label_smoothing": 0.1},
-        },
-        datasets={"synthetic": {"data": {"size": 64, "rrc_scale": [0.85, 1.0]}, "optim": {"lr": 2e-3, "warmup_epochs": 1},
-                                "train": {"epochs": 8, "batch_size": 16}}},
-    ),
+    recipe=FRAME_CNN_RECIPE,
     weights={"imagenet": WeightsSource("ImageNet ResNet-18 state_dict for the frame trunk (timm or torchvision)",
                                        "resnet18.pth", load=load_imagenet_trunk)},
 )

@@ -10,8 +10,8 @@ import timm
 import torch
 import torch.nn as nn
 
-from bench.api import InputSpec, Recipe, WeightsSource, register_method
-from bench.methods.r18_lstm import load_imagenet_trunk
+from bench.api import InputSpec, WeightsSource, register_method
+from bench.methods.r18_lstm import FRAME_CNN_RECIPE, load_imagenet_trunk
 
 
 class FrameAverage(nn.Module):
@@ -32,17 +32,7 @@ class FrameAverage(nn.Module):
 @register_method(
     "static_r18", family="static", input=InputSpec(16, 112), test_views="1 clip x 1 crop",
     paper="control: per-frame ResNet-18, logits averaged over frames",
-    recipe=Recipe(
-        defaults={
-            "data": {"frames": 16, "size": 112, "sampler": "segment", "rrc_scale": [0.8, 1.0],
-                     "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]},
-            "optim": {"name": "adamw", "lr": 1e-3, "weight_decay": 1e-4, "warmup_epochs": 2},
-            "train": {"epochs": 50, "batch_size": 32},
-            "reg": {"label_smoothing": 0.1},
-        },
-        datasets={"synthetic": {"data": {"size": 64, "rrc_scale": [0.85, 1.0]}, "optim": {"lr": 2e-3, "warmup_epochs": 1},
-                                "train": {"epochs": 8, "batch_size": 16}}},
-    ),
+    recipe=FRAME_CNN_RECIPE,
     weights={"imagenet": WeightsSource("ImageNet ResNet-18 state_dict for the frame trunk", "resnet18.pth",
                                        load=load_imagenet_trunk)},
 )

@@ -64,7 +64,7 @@ def check_dataset(name: str, root: str | None = None, folds: list[int | None] | 
     info = DATASETS.get(name)
     options = dict(options or {})
     root_path, source = resolve_root(info, root or options.pop("root", None))
-    if not root_path.exists():
+    if not root_path.exists() and not info.generated:  # a generated dataset is made by its first manifest build
         raise DataError(missing_message(info, root_path, source))
     want = list(folds) if folds else list(info.folds)
     for f in want:
