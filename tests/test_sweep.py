@@ -1,0 +1,40 @@
+"""Many runs: the local backend (one `bench run` subprocess per run) and the in-process debug backend; a
+completed run id is skipped, never duplicated. And one run split over two processes with torchrun (DDP on
+CPU with gloo), rank 0 writing the result."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tests.conftest import bench_cli
+
+TINY = ["--set", "data.options.clips_per_class=4", "--set", "data.options.folds=2", "--set", "data.options.resolution=32",
+        "--set", "data.size=32", "--set", "data.frames=4", "--set", "data.workers=0", "--set", "train.batch_size=4"]
+
+
+def _results(root: Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted((root / "results" / "runs").rglob("result.json"))]
+
+
+def test_sweep_runs_each_spec_once(tmp_path, data_home):
+    env = {"DFER_DATA_HOME": str(data_home)}
+    bench_cli(["sweep", "--methods", "r3d18", "--datasets", "synthetic", "--folds", "1", "--backend", "local",
+               "--epochs", "1", *TINY], tmp_path, env, check=True)
+    assert [r["fold"] for r in _results(tmp_path)] == [1]
+    proc = bench_cli(["sweep", "--methods", "r3d18", "--datasets", "synthetic", "--folds", "1,2", "--backend", "debug",
+                      "--epochs", "1", *TINY], tmp_path, env, check=True)
+    assert "1 already completed" in proc.stdout
+    runs = _results(tmp_path)
+    assert sorted(r["fold"] for r in runs) == [1, 2] and len({r["run_id"] for r in runs}) == 2
+    plan = bench_cli(["sweep", "--methods", "r3d18", "--datasets", "synthetic", "--folds", "1,2", "--dry-run",
+                      "--epochs", "1", *TINY], tmp_path, env, check=True)
+    assert "2 already completed" in plan.stdout
+
+
+def test_one_run_on_two_processes_with_torchrun(tmp_path, data_home):
+    env = {"DFER_DATA_HOME": str(data_home), "OMP_NUM_THREADS": "1"}
+    bench_cli(["run", "-m", "r3d18", "-d", "synthetic", "--fold", "1", "--epochs", "1", "--gpus", "2",
+               "--device", "cpu", "--no-latency", "--no-progress", *TINY], tmp_path, env, check=True)
+    (result,) = _results(tmp_path)
+    assert result["status"] == "completed" and result["data"]["n_test"] > 0
