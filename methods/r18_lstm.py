@@ -44,8 +44,8 @@ FRAME_CNN_RECIPE = Recipe(
         "train": {"epochs": 50, "batch_size": 32, "grad_clip": 5.0},
         "reg": {"label_smoothing": 0.1},
     },
-    datasets={"synthetic": {"data": {"size": 64, "rrc_scale": [0.85, 1.0]}, "optim": {"lr": 2e-3, "warmup_epochs": 1},
-                            "train": {"epochs": 8, "batch_size": 16}}},
+    datasets={"synthetic": {"data": {"frames": 8, "size": 48, "rrc_scale": [0.85, 1.0]}, "optim": {"lr": 2e-3, "warmup_epochs": 1},
+                            "train": {"epochs": 6, "batch_size": 16}}},
 )
 
 
