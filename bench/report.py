@@ -17,6 +17,7 @@ import json
 import math
 import re
 import warnings
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -304,6 +305,7 @@ def _protocol_columns(g: Group) -> dict[str, Any]:
     return {
         "protocol": g.first.get("protocol_name", ""),
         "input": f"{p.get('frames', '?')}x{p.get('size', '?')}",
+        "epochs": p.get("epochs"),
         "sampling": f"{p.get('sampler', '?')}/s{p.get('stride', '?')}",
         "test_views": views,
         "selection": g.selection,
@@ -406,14 +408,15 @@ def _folds_cell(row: dict) -> str:
 
 
 def _display_rows(rows: list[dict], tex: bool = False) -> tuple[list[str], list[list[str]]]:
-    header = ["method", "protocol", "frames x size", "sampling", "test views", "selection", "init", "folds",
+    header = ["method", "protocol", "frames x size", "epochs", "sampling", "test views", "selection", "init", "folds",
               "runs (seeds)", "UAR (%)", "WAR (%)", "params (M)", "GMACs", "GMACs/video",
               "reported UAR", "reported WAR", "reported params (M)", "reported GFLOPs", "reported source"]
     out = []
     for r in rows:
         name = r["method"] + (f" (variant of {r['parent']})" if r["parent"] else "")
         out.append([
-            name, r["protocol"], r["input"], r["sampling"], r["test_views"],
+            name, r["protocol"], r["input"], "" if r["epochs"] is None else str(r["epochs"]), r["sampling"],
+            r["test_views"],
             SELECTION_LABELS.get(r["selection"], r["selection"]), r["init"], _folds_cell(r),
             f"{r['n_runs']} ({','.join(map(str, r['seeds']))})",
             _pm(r["uar_mean"], r["uar_std"], tex), _pm(r["war_mean"], r["war_std"], tex),
@@ -475,7 +478,7 @@ def _csv_cell(v: Any) -> Any:
 
 
 MAIN_CSV_COLUMNS = [
-    "dataset", "method", "family", "parent", "protocol", "input", "sampling", "test_views", "selection", "init",
+    "dataset", "method", "family", "parent", "protocol", "input", "epochs", "sampling", "test_views", "selection", "init",
     "variant", "n_folds", "n_folds_expected", "complete", "folds", "n_runs", "seeds", "uar_mean", "uar_std",
     "war_mean", "war_std", "std_over", "params_m", "gmacs", "gmacs_per_video", "reported_uar", "reported_war",
     "reported_params_m", "reported_gflops", "reported_split", "reported_source", "literature_method", "run_ids",
@@ -493,6 +496,14 @@ def _new_figure(w: float, h: float) -> Any:
     fig = Figure(figsize=(w, h), dpi=120)
     FigureCanvasAgg(fig)
     return fig
+
+
+def method_palette(methods: Iterable[str]) -> dict[str, Any]:
+    """One colour per method, the same in every plot of a report (sorted names -> tab10)."""
+    import seaborn as sns
+
+    names = sorted(set(methods))
+    return dict(zip(names, sns.color_palette("tab10", n_colors=max(len(names), 1)), strict=False))
 
 
 def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
@@ -519,8 +530,7 @@ def plot_accuracy_vs_gmacs(rows_by_ds: dict[str, list[dict]], path: Path) -> Pat
     with sns.axes_style("whitegrid"):
         fig = _new_figure(5.2 * len(datasets), 8.0)
         axes = fig.subplots(2, len(datasets), squeeze=False)
-        methods = sorted({r["method"] for d in datasets for r in rows_by_ds[d]})
-        palette = dict(zip(methods, sns.color_palette("tab10", n_colors=max(len(methods), 1)), strict=False))
+        palette = method_palette(r["method"] for d in datasets for r in rows_by_ds[d])
         all_params = [r["params_m"] or 0 for d in datasets for r in rows_by_ds[d]]
         pmax = max(all_params) or 1.0
         for j, ds in enumerate(datasets):
@@ -582,7 +592,8 @@ def plot_confusion(cm: np.ndarray, classes: list[str], title: str, path: Path) -
 
 
 def plot_curves(groups: list[Group], title: str, path: Path) -> Path | None:
-    """Train loss and eval UAR per epoch, one thin line per run, coloured by table row."""
+    """Train loss and eval UAR per epoch, one thin line per run; colour = method (as in the cost plot), line
+    style = configuration when a method has several table rows."""
     import seaborn as sns
 
     if not any(r.curves for g in groups for r in g.runs):
@@ -590,8 +601,11 @@ def plot_curves(groups: list[Group], title: str, path: Path) -> Path | None:
     with sns.axes_style("whitegrid"):
         fig = _new_figure(12, 4.5)
         ax_loss, ax_uar = fig.subplots(1, 2)
-        palette = sns.color_palette("tab10", n_colors=max(len(groups), 1))
-        for color, g in zip(palette, groups, strict=False):
+        palette = method_palette(g.method for g in groups)
+        seen: Counter = Counter()
+        for g in groups:
+            color, style = palette[g.method], ("-", "--", ":", "-.")[seen[g.method] % 4]
+            seen[g.method] += 1
             first = True
             for r in g.runs:
                 ep = [c["epoch"] for c in r.curves if c.get("train_loss") is not None]
@@ -600,9 +614,9 @@ def plot_curves(groups: list[Group], title: str, path: Path) -> Path | None:
                       if c.get("eval") and c["eval"].get("uar") is not None]
                 label = g.label() if first else None
                 if ep:
-                    ax_loss.plot(ep, loss, color=color, lw=1.0, alpha=0.8, label=label)
+                    ax_loss.plot(ep, loss, color=color, ls=style, lw=1.0, alpha=0.8, label=label)
                 if ev:
-                    ax_uar.plot([e for e, _ in ev], [u for _, u in ev], color=color, lw=1.0, alpha=0.8,
+                    ax_uar.plot([e for e, _ in ev], [u for _, u in ev], color=color, ls=style, lw=1.0, alpha=0.8,
                                 marker=".", label=label)
                 first = False
         from matplotlib.ticker import MaxNLocator
