@@ -302,6 +302,30 @@ def test_ablation_variants_build_and_train_step(name: str, fast_init: None) -> N
         assert flops.total() > 0 and flops.by_operator().get("matmul", 0) > 0
 
 
+def test_every_ablation_trains_on_synthetic_and_profiles(tmp_path: Path, data_home: Path) -> None:
+    """The ablation table's rows, end to end: one epoch of each variant on a tiny synthetic set through the real
+    trainer (sweep, debug backend: one process), each leaving a completed result with its own profile."""
+    from tests.conftest import bench_cli
+
+    names = ["ifdd", *sorted(ifdd.ABLATIONS)]
+    tiny = ["--set", "data.options.clips_per_class=4", "--set", "data.options.folds=2", "--set",
+            "data.options.resolution=32", "--set", "train.batch_size=4", "--set", "data.workers=0"]
+    bench_cli(["sweep", "--methods", ",".join(names), "--datasets", "synthetic", "--folds", "1", "--backend",
+               "debug", "--epochs", "1", *tiny], tmp_path, {"DFER_DATA_HOME": str(data_home)}, check=True)
+    results = {json.loads(p.read_text())["method"]: json.loads(p.read_text())
+               for p in (tmp_path / "results" / "runs").rglob("result.json")}
+    assert sorted(results) == sorted(names)
+    macs = {}
+    for name, r in results.items():
+        assert r["status"] == "completed" and r["protocol"]["frames"] == 16 and r["protocol"]["size"] == 32
+        assert r["spec"]["model"]["kwargs"] == METHODS.get(name).recipe.defaults["model"]["kwargs"]
+        assert r["profile"]["gmacs"] > 0 and r["profile"]["params_total"] > 30e6
+        macs[name] = r["profile"]["gmacs"]
+    # the variants are different networks: stage-3-only drops the pyramid, no-ISSM the split's projections
+    assert macs["ifdd.stage3_only"] < macs["ifdd"]
+    assert results["ifdd.no_liftloss"]["spec"]["model"]["loss"]["lift_weight"] == 0.0
+
+
 def test_bf16_autocast_inference(fast_init: None) -> None:
     model = ifdd.build_ifdd(7, 16, 64).eval()
     x = torch.rand(1, 3, 16, 64, 64)
@@ -311,6 +335,18 @@ def test_bf16_autocast_inference(fast_init: None) -> None:
             out = logits_of(model(x))
     assert out.shape == ref.shape and torch.isfinite(out).all()
     assert (out.float() - ref).abs().max() < 0.25
+
+
+def test_torch_compile_inference_matches_eager(fast_init: None) -> None:
+    """The inductor path (C++ codegen on the CPU) gives the eager logits; `train.compile` uses it for training."""
+    torch.manual_seed(0)
+    model = ifdd.build_ifdd(7, 16, 32).eval()
+    x = torch.rand(2, 3, 16, 32, 32)
+    torch._dynamo.reset()
+    compiled = torch.compile(model)
+    with torch.no_grad():
+        ref, out = model(x), compiled(x)
+    torch.testing.assert_close(out, ref, atol=1e-4, rtol=1e-4)
 
 
 def test_clean_switches_change_the_function(fast_init: None) -> None:
