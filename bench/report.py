@@ -703,7 +703,7 @@ def write_report(results_dir: Path = Path("results"), out_dir: Path = Path("repo
             header_t, disp_t = _display_rows(rows, tex=True)
             p = tables_dir / f"{ds}.tex"
             p.write_text(_tex_table(header_t, disp_t, caption.replace("$\\pm$", "±"), f"tab:{_slug(ds)}",
-                                    raw_cols=(9, 10)))
+                                    raw_cols=(header_t.index("UAR (%)"), header_t.index("WAR (%)"))))
             files.append(p)
 
         # per-class recall

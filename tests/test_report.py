@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import warnings
 import zlib
 from pathlib import Path
@@ -171,6 +172,9 @@ def test_latex_booktabs(report):
         assert "\\begin{tabular}" in tex and "\\end{tabular}" in tex
     tex = (report["out"] / "tables" / "dfew.tex").read_text()
     assert "$\\pm$" in tex and "r18\\_lstm" in tex and "±" not in tex
+    # the mean ± std cells are LaTeX as written, not escaped (a data row, not only the caption)
+    row = next(line for line in tex.splitlines() if line.startswith("r18\\_lstm"))
+    assert re.search(r" & \d+\.\d\d \$\\pm\$ \d+\.\d\d & ", row) and "textbackslash" not in row
 
 
 def test_per_class_and_folds_tables(report):
