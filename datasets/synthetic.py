@@ -11,10 +11,17 @@ It goes through the same path as real data: generation writes DFEW-style frame f
 `build_manifest` then parses those lists with `bench.data.lists` and counts frames on disk with
 `bench.data.frames.list_frames`, never trusting the generator's memory.
 
-Why "time matters" here, measured on the ground-truth parameter trajectories of the default config (3 folds,
-identity-disjoint, logistic regression, chance 0.14): one random frame 0.38, the time-averaged frame 0.52,
-every order-less statistic of the frames (mean/std/min/max/percentiles) 0.71 (the time-reversed pairs stay at
-chance), the ordered trajectory resampled to 16 steps 0.98. `tests/test_synthetic.py` re-checks this.
+Why "time matters" here, measured on the ground-truth parameter trajectories of the default knobs (24
+identities, train on 16, test on 8 unseen; logistic regression, chance 0.14): one random frame 0.45, the
+time-averaged frame 0.69, every order-less statistic of the frames (mean/std/min/max/percentiles) 0.73 (the
+time-reversed pairs stay at chance), the ordered trajectory resampled to 16 steps 0.996.
+`tests/test_synthetic.py` re-checks this. (intensity=1.0, distractor=1.0: 0.37 / 0.45 / 0.76 / 0.98.)
+
+Why these defaults (intensity 1.5, distractor 0.6): a from-scratch network first learns what one frame shows
+and only later the order of events, so the temporal advantage appears only once it has learnt the faces. At
+intensity 1.0 / distractor 1.0 the CPU recipes stop before that: on fold 1, after 10 epochs, ResNet-18+LSTM
+scored 23.8% UAR and the single-frame control 27.1%. At the defaults, ResNet-18+LSTM reaches 45.2% while the
+control plateaus near 35% (2026-11-30, 2 CPU cores; the curated runs in results/runs are the reference).
 
 Each combination of knobs (`data.options`) gets its own folder `<root>/<variant key>`, a short hash of the
 knobs and the generator version, written atomically (temp folder + os.replace) so a killed or racing
@@ -52,8 +59,10 @@ JPEG_QUALITY = 90
 # knob -> default. `identities=None` means "automatic": min(30, clips_per_class), rounded down to a multiple of folds.
 DEFAULTS: dict[str, Any] = {
     "seed": 0,
-    "intensity": 1.0,  # scale of the expression amplitude (each clip draws 0.5-1.0 of it)
-    "distractor": 1.0,  # scale of all emotion-irrelevant content; 0 = clean faces on a plain background
+    # difficulty: sized so that from-scratch CNNs learn the dynamics within the 10-minute CPU recipes (see the
+    # module docstring); intensity=1.0, distractor=1.0 is the harder variant of earlier generator versions
+    "intensity": 1.5,  # scale of the expression amplitude (each clip draws 0.5-1.0 of it)
+    "distractor": 0.6,  # scale of all emotion-irrelevant content; 0 = clean faces on a plain background
     "apex_len": 6.0,  # mean apex hold, frames
     "resolution": 64,  # square frame side, pixels
     "frames": [20, 40],  # clip length range, frames (inclusive)

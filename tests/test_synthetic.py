@@ -277,7 +277,8 @@ def test_time_matters_single_frames_and_frame_sets_fail_where_dynamics_succeed()
     train_ids = set(range(16))
     acc = {k: _probe_accuracy(k, clips, train_ids) for k in ("frame", "mean", "bag", "sequence")}
     print("probe accuracy (chance 0.143):", {k: round(v, 3) for k, v in acc.items()})
-    assert acc["frame"] < 0.5 and acc["mean"] < 0.6  # one frame / the average frame: ambiguous
+    assert acc["frame"] < 0.5  # one frame: ambiguous
+    assert acc["mean"] < 0.75  # the average frame: no better than the order-less statistics below
     assert acc["bag"] < 0.8  # even every order-less statistic of the frames cannot split the time-reversed pairs
     assert acc["sequence"] > 0.9  # the ordered trajectory can
     assert acc["sequence"] - acc["bag"] > 0.15
@@ -295,8 +296,13 @@ def test_time_reversed_pairs_have_identical_frame_sets():
         np.testing.assert_allclose(np.sort(ea, axis=0), np.sort(eb, axis=0), atol=1e-5)
 
 
-def test_same_identity_resting_bias_makes_single_frames_ambiguous():
-    """A neutral frame of one person can look more 'sad' than a sad apex of another (resting corners down)."""
-    knobs = S.parse_knobs({})
-    corners = [S.make_identity(knobs, i).bias[0] for i in range(30)]
-    assert min(corners) < -0.3 and max(corners) > 0.3
+def test_resting_face_bias_follows_the_distractor_knob():
+    """Every identity has its own resting face (corners, brows, eyes...), with a spread of 0.3 x distractor over
+    identities: one frame of a person at rest can carry a weak expression's worth of offset; distractor=0 is clean."""
+    for distractor in (0.6, 1.0):
+        knobs = S.parse_knobs({"distractor": distractor})
+        corners = np.array([S.make_identity(knobs, i).bias[0] for i in range(200)])
+        assert corners.std() == pytest.approx(0.3 * distractor, rel=0.15)
+        assert corners.min() < -0.3 * distractor and corners.max() > 0.3 * distractor
+    clean = S.parse_knobs({"distractor": 0.0})
+    assert not np.any(S.make_identity(clean, 3).bias)
