@@ -138,6 +138,9 @@ class Manifest:
     media: Literal["frames", "video"] = "frames"
     sources: dict[str, str] = field(default_factory=dict)  # split file -> sha256, for provenance
     skipped: list[dict] = field(default_factory=list)  # bad clips skipped under on_bad_clip=skip
+    # what the clips *are* beyond ids/lengths/labels, where that can change under the same spec: `synthetic`
+    # sets its variant key (generator version + knobs), so new defaults never reuse results of old data
+    variant: str = ""
 
     def split(self, name: str) -> list[ClipRecord]:
         return [r for r in self.records if r.split == name]
@@ -150,6 +153,8 @@ class Manifest:
         """sha256 of the canonical rows: identifies exactly which clips and labels a run saw."""
         h = hashlib.sha256()
         h.update(json.dumps([self.dataset, list(self.classes), self.fold, self.media]).encode())
+        if self.variant:
+            h.update(f"variant\t{self.variant}\n".encode())
         for r in sorted(self.records, key=lambda r: (r.split, r.rel_path)):
             h.update(f"{r.split}\t{r.rel_path}\t{r.num_frames}\t{r.label}\n".encode())
         return h.hexdigest()

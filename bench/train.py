@@ -173,8 +173,10 @@ class Run:
 
     def execute(self) -> dict:
         if self.result_path.is_file():
-            self.console.print(f"[green]already completed[/]: {self.dir} (same spec hash); skipping")
-            return json.loads(self.result_path.read_text())
+            done = json.loads(self.result_path.read_text())
+            self._check_same_data(done.get("env", {}).get("manifest_sha256"), self.result_path)
+            self.console.print(f"[green]already completed[/]: {self.dir} (same spec hash, same data); skipping")
+            return done
         self.dir.mkdir(parents=True, exist_ok=True)
         if self.rank == 0:
             atomic_write_text(self.dir / "spec.yaml", self.spec.to_yaml())
@@ -201,6 +203,7 @@ class Run:
         seed_everything(spec.seed, spec.train.deterministic)
 
         manifest = load_manifest(spec)
+        self.manifest, self.manifest_sha256 = manifest, manifest.checksum()
         classes = manifest.classes
         train_recs, test_recs, val_recs = manifest.split("train"), manifest.split("test"), manifest.split("val")
         if not val_recs and spec.train.val_fraction > 0:
@@ -341,12 +344,27 @@ class Run:
             "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
             "scheduler": {"name": self.spec.optim.schedule, "epoch": state.epoch, "iters_per_epoch": iters},
             "epoch": state.epoch, "rng": rng_state(), "best": state.best, "history": state.history,
-            "config_hash": self.spec.config_hash(),
+            "config_hash": self.spec.config_hash(), "manifest_sha256": self.manifest_sha256,
         })
         self._write_log(state.history)
 
     def _write_log(self, history: list[dict]) -> None:
         atomic_write_text(self.dir / "metrics.jsonl", "".join(json.dumps(h) + "\n" for h in history))
+
+    def _check_same_data(self, recorded: str | None, path: Path, manifest: Manifest | None = None) -> None:
+        """A result or checkpoint is reused only for the data it was computed on: same spec is not enough when
+        the data behind it changed (a regenerated `synthetic` variant, an edited split file)."""
+        if recorded is None:
+            return
+        if manifest is None:
+            try:
+                manifest = load_manifest(self.spec)
+            except DataError:  # data not on this machine: nothing to compare with, the result stands
+                return
+        current = manifest.checksum()
+        if current != recorded:
+            raise BenchError(f"{path}: computed on other data than {self.spec.dataset} resolves to now (manifest "
+                             f"{recorded[:12]} vs {current[:12]}); move {self.dir} away to run again")
 
     def _resume(self, model, optimizer, scaler) -> RunState:
         path = self.dir / "checkpoints" / "last.pt"
@@ -355,6 +373,7 @@ class Run:
         ck = torch.load(path, map_location="cpu", weights_only=True)
         if ck.get("config_hash") != self.spec.config_hash():
             raise BenchError(f"{path}: checkpoint belongs to another spec; delete the run directory to start over")
+        self._check_same_data(ck.get("manifest_sha256"), path, self.manifest)
         model.load_state_dict(ck["model"])
         optimizer.load_state_dict(ck["optimizer"])
         scaler.load_state_dict(ck["scaler"])

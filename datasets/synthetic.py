@@ -419,7 +419,7 @@ def build_manifest(root: Path, fold: int | None, options: dict) -> Manifest:
             continue
         records.append(ClipRecord(r.clip_id, r.rel_path, n, r.label, r.split, fold))
     m = Manifest(dataset=NAME, root=vroot, classes=CLASSES, records=records, fold=fold, media="frames",
-                 sources=rel_sources(vroot, files), skipped=skipped)
+                 sources=rel_sources(vroot, files), skipped=skipped, variant=vroot.name)
     return apply_policy(m, options)
 
 

@@ -68,3 +68,32 @@ def test_killed_run_resumes_to_the_same_result(tmp_path, data_home):
     a = np.load(_run_dir(straight) / "predictions.npz")
     b = np.load(rdir / "predictions.npz")
     np.testing.assert_array_equal(a["logits"], b["logits"])
+
+
+def test_same_spec_on_changed_data_is_refused_not_reused(tmp_path, monkeypatch):
+    """New synthetic defaults (or generator) keep the spec hash but change the data: the completed result and the
+    checkpoint of the old data are not silently reused, the run stops with a one-line error naming the folder."""
+    import pytest
+
+    from bench.datasets import synthetic as S
+    from bench.errors import BenchError
+    from bench.spec import resolve_spec
+    from bench.train import run
+
+    monkeypatch.setenv("DFER_DATA_HOME", str(tmp_path / "data"))
+    sets = ["data.options.clips_per_class=4", "data.options.folds=2", "data.options.resolution=32", "data.size=32",
+            "data.frames=4", "train.epochs=1", "train.batch_size=4", "data.workers=0"]
+    spec = resolve_spec("static_r18", "synthetic", fold=1, sets=sets)
+    first = run(spec, tmp_path / "results", progress=False, profile_latency=False)
+    assert run(spec, tmp_path / "results", progress=False, profile_latency=False) == first  # same data: skipped
+
+    monkeypatch.setitem(S.DEFAULTS, "intensity", S.DEFAULTS["intensity"] + 0.5)
+    assert resolve_spec("static_r18", "synthetic", fold=1, sets=sets).run_id == spec.run_id
+    with pytest.raises(BenchError) as e:
+        run(spec, tmp_path / "results", progress=False, profile_latency=False)
+    msg = str(e.value)
+    assert "\n" not in msg and "result.json: computed on other data" in msg and "move " in msg
+
+    (tmp_path / "results" / "runs" / "synthetic" / "fold1" / "static_r18" / spec.run_id / "result.json").unlink()
+    with pytest.raises(BenchError, match="last.pt: computed on other data"):
+        run(spec, tmp_path / "results", progress=False, profile_latency=False)
