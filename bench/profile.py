@@ -26,12 +26,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import os
 import platform
 import re
-import resource
 import statistics
-import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -241,53 +238,21 @@ def _model_device(model: nn.Module) -> torch.device:
 # latency
 
 
-class _RssSampler:
-    """Peak resident memory above the starting level, sampled from /proc/self/statm in a thread.
+def _cpu_peak_live_bytes(fn: Callable[[], Any]) -> int:
+    """Peak bytes of tensors alive during one call on the CPU (activations and workspaces, not the weights).
 
-    Torch's CPU allocator is invisible to tracemalloc and ru_maxrss is a process-lifetime peak, so sampling
-    RSS is the honest CPU substitute for `torch.cuda.max_memory_allocated` (it may miss very short spikes).
-    """
+    RSS cannot show this once the allocator has cached its pages (after warm-up, or in a process that already
+    trained), so the allocations are read from the profiler: each op's own allocations at its start, each free
+    where it happens, summed in time order. The CPU counterpart of `torch.cuda.max_memory_allocated` - base."""
+    from torch.profiler import ProfilerActivity, profile
 
-    def __init__(self, interval_s: float = 0.0005):
-        self.interval_s = interval_s
-        self.ok = os.path.exists("/proc/self/statm")
-        self.page = os.sysconf("SC_PAGE_SIZE") if self.ok else 1
-        self.base = self.peak = self._rss()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._maxrss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-
-    def _rss(self) -> int:
-        if not self.ok:
-            return 0
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * self.page
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self._rss())
-            time.sleep(self.interval_s)
-
-    def __enter__(self) -> _RssSampler:
-        if self.ok:
-            self._thread = threading.Thread(target=self._loop, daemon=True)
-            self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-        self.peak = max(self.peak, self._rss())
-
-    @property
-    def kind(self) -> str:
-        return "cpu_rss_peak_delta_sampled" if self.ok else "cpu_ru_maxrss_delta"
-
-    def delta_bytes(self) -> int:
-        if self.ok:
-            return max(0, self.peak - self.base)
-        return max(0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - self._maxrss0) * 1024
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    live = peak = 0
+    for e in sorted(prof.events(), key=lambda e: e.time_range.start):
+        live += e.cpu_memory_usage if e.name == "[memory]" else e.self_cpu_memory_usage
+        peak = max(peak, live)
+    return peak
 
 
 def _sync(dev: torch.device) -> None:
@@ -343,11 +308,7 @@ def measure_latency(model: nn.Module, input_shape: tuple[int, ...], *, device: s
             def run1() -> Any:
                 return model(x1)
 
-            cold_sampler = None
-            if not cuda:  # the first call takes its working memory from the OS; later calls reuse freed pages
-                with _RssSampler() as cold_sampler:
-                    run1()
-            t_start, n = time.perf_counter(), int(cold_sampler is not None)
+            t_start, n = time.perf_counter(), 0
             while n < warmup_iters or time.perf_counter() - t_start < warmup_s:
                 run1()
                 n += 1
@@ -361,8 +322,10 @@ def measure_latency(model: nn.Module, input_shape: tuple[int, ...], *, device: s
                 peak_delta = peak_b - base
             else:
                 times = _time_calls(run1, dev, iters)
-                peak_delta, kind = cold_sampler.delta_bytes(), cold_sampler.kind.replace("peak", "first_call_peak")
-                peak_b = peak_delta
+                # weights + the call's peak of live tensors: what cuda.max_memory_allocated reports on a GPU
+                weights = sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()])
+                peak_b = peak_delta = weights + _cpu_peak_live_bytes(run1)
+                kind = "cpu_weights_plus_profiler_peak_live_tensors"
 
             batch, tput, tput_times = throughput_batch, None, []
             while batch >= 1:
