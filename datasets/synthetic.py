@@ -20,8 +20,8 @@ time-reversed pairs stay at chance), the ordered trajectory resampled to 16 step
 Why these defaults (intensity 1.5, distractor 0.6): a from-scratch network first learns what one frame shows
 and only later the order of events, so the temporal advantage appears only once it has learnt the faces. At
 intensity 1.0 / distractor 1.0 the CPU recipes stop before that: on fold 1, after 10 epochs, ResNet-18+LSTM
-scored 23.8% UAR and the single-frame control 27.1%. At the defaults, ResNet-18+LSTM reaches 45.2% while the
-control plateaus near 35% (2026-11-30, 2 CPU cores; the curated runs in results/runs are the reference).
+scored 23.8% UAR and the single-frame control 27.1%. At the defaults, same recipes: 3D ResNet-18 42.9%,
+ResNet-18+LSTM 41.4%, the control 36.2% (2026-11-30, 2 CPU cores; results/examples/runs).
 
 Each combination of knobs (`data.options`) gets its own folder `<root>/<variant key>`, a short hash of the
 knobs and the generator version, written atomically (temp folder + os.replace) so a killed or racing
