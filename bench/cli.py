@@ -286,6 +286,10 @@ def report(
     if as_json:
         return _print_json(summary)
     files = summary.get("files", [])
+    if not summary.get("runs"):
+        err.print(f"report: no completed result.json under {results}/runs; train one with `bench run -m r3d18 -d "
+                  "synthetic`, or report the curated examples with `bench report --results results/examples`",
+                  highlight=False, soft_wrap=True)
     out.print(f"report: {len(summary.get('runs', []))} runs -> {len(files)} files in {out_dir}/")
     for f in files:
         out.print(f"  {f}")

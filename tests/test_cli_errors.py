@@ -79,3 +79,10 @@ def test_corrupt_frame_names_the_file(tmp_path, capsys, monkeypatch):
     status = next((tmp_path / "results" / "runs").rglob("status"))
     assert status.read_text().strip() == "failed" and (status.parent / "error.txt").is_file()
     assert not (status.parent / "result.json").exists()  # a failed run never leaves a partial result
+
+
+def test_report_without_runs_says_what_to_do(tmp_path, capsys, monkeypatch):
+    proc = _main(["report"], capsys, monkeypatch, tmp_path)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr
+    assert "no completed result.json under results/runs" in proc.stderr
+    assert "bench report --results results/examples" in proc.stderr
