@@ -427,7 +427,7 @@ class Run:
             "metrics": metrics,
             "metrics_last": metrics_last if spec.train.selection != "last" else None,
             "profile": profile,
-            "env": {**environment(device), "manifest_sha256": manifest.checksum(), "data_sources": manifest.sources},
+            "env": {**environment(device), "manifest_sha256": self.manifest_sha256, "data_sources": manifest.sources},
             "data": {"n_train": n_train, "n_val": n_val, "n_test": len(test_recs), "skipped": manifest.skipped},
             "artifacts": {"predictions": "predictions.npz", "metrics_log": "metrics.jsonl",
                           "checkpoint": "checkpoints/last.pt"},
