@@ -43,6 +43,10 @@ class DataCfg:
     root: str | None = None  # dataset root; None = flag / env var / config file
     options: dict = field(default_factory=dict)  # dataset-specific (frame variant, on_bad_clip, ...)
     workers: int = 2
+    # where the training augmentation runs: worker (loader processes; the default, right for CPU training) |
+    # device (workers only decode; crop, flip and colour jitter run batched on the training device: for GPU runs
+    # whose loader cannot keep up) | auto (device on CUDA, else worker). Same draws and operations either way.
+    augment_on: str = "worker"
 
 
 @dataclass
@@ -114,10 +118,11 @@ class RunSpec:
         return dataclasses.asdict(self)
 
     def semantic_dict(self) -> dict:
-        """What changes results: excludes paths, worker counts and the device."""
+        """What changes results: excludes paths, worker counts, the device and where augmentation runs."""
         d = self.to_dict()
         d["data"].pop("root")
         d["data"].pop("workers")
+        d["data"].pop("augment_on")
         d["train"].pop("device")
         return d
 
@@ -285,6 +290,7 @@ def validate_spec(spec: RunSpec) -> None:
         ("data", "test_temporal"): ("uniform", "all", "random"),
         ("data", "aggregate"): ("mean_logits", "mean_softmax"),
         ("data", "interpolation"): ("bilinear", "bicubic"),
+        ("data", "augment_on"): ("worker", "device", "auto"),
         ("optim", "name"): ("adamw", "sgd"),
         ("train", "precision"): ("fp32", "bf16", "fp16"),
         ("train", "selection"): ("last", "best_on_val", "best_on_test"),

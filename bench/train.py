@@ -37,6 +37,7 @@ from bench.api import ClipRecord, Manifest, MethodInfo, logits_of
 from bench.data.loader import ClipDataset, make_loader
 from bench.data.roots import is_present, missing_message, resolve_root
 from bench.data.sampling import views_per_video
+from bench.data.transforms import augment_batch
 from bench.errors import BenchError, DataError
 from bench.evaluate import autocast_ctx, evaluate, save_predictions
 from bench.mixup import VideoMixup
@@ -65,6 +66,14 @@ def resolve_device(name: str) -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise BenchError(f"--device {name}: CUDA is not available on this machine; use --device cpu")
     return torch.device(name)
+
+
+def resolve_augment_on(name: str, device: torch.device) -> str:
+    """`auto` puts the training augmentation on the device only for CUDA: on a CPU run the loader's worker
+    processes do it in parallel, the main process would do it serially."""
+    if name == "auto":
+        return "device" if device.type == "cuda" else "worker"
+    return name
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:
@@ -214,7 +223,9 @@ class Run:
         if not train_recs or not test_recs:
             raise DataError(f"{spec.dataset}: fold {spec.fold} has {len(train_recs)} train and {len(test_recs)} test clips")
         on_bad = spec.data.options.get("on_bad_clip", "error")
-        train_ds = ClipDataset(manifest, train_recs, spec.data, train=True, seed=spec.seed, on_bad_clip=on_bad)
+        self.augment_on = resolve_augment_on(spec.data.augment_on, device)
+        train_ds = ClipDataset(manifest, train_recs, spec.data, train=True, seed=spec.seed, on_bad_clip=on_bad,
+                               augment_on=self.augment_on)
         test_ds = ClipDataset(manifest, test_recs, spec.data, train=False, seed=spec.seed)
         val_ds = ClipDataset(manifest, val_recs, spec.data, train=False, seed=spec.seed) if val_recs else None
 
@@ -260,6 +271,8 @@ class Run:
                     lr = schedule(spec.optim, epoch, it, iters, spec.train.epochs)
                     set_lr(optimizer, lr)
                     x = b["clip"].to(device, non_blocking=True)
+                    if "aug" in b:  # data.augment_on=device: the loader sent decoded frames and their draws
+                        x = augment_batch(x, b["aug"], b["sizes"], spec.data)
                     y = b["label"].to(device, non_blocking=True)
                     x, targets = mixup(x, y, mix_gen)
                     with autocast_ctx(device, spec.train.precision):
@@ -310,7 +323,7 @@ class Run:
             return make_loader(ds, batch, workers=self.spec.data.workers, shuffle=True,
                                drop_last=self.spec.train.drop_last, seed=self.spec.seed, epoch=epoch)
         return torch.utils.data.DataLoader(ds, batch_size=batch, sampler=sampler, num_workers=self.spec.data.workers,
-                                           drop_last=self.spec.train.drop_last)
+                                           drop_last=self.spec.train.drop_last, collate_fn=ds.collate)
 
     def _evaluate_epoch(self, model, test_ds, val_ds, test_recs, val_recs, classes, device, epoch, progress, state) -> dict:
         """Per-epoch evaluation (rank 0) and model selection bookkeeping."""
@@ -427,7 +440,8 @@ class Run:
             "metrics": metrics,
             "metrics_last": metrics_last if spec.train.selection != "last" else None,
             "profile": profile,
-            "env": {**environment(device), "manifest_sha256": self.manifest_sha256, "data_sources": manifest.sources},
+            "env": {**environment(device), "manifest_sha256": self.manifest_sha256, "data_sources": manifest.sources,
+                    "augment_on": self.augment_on},
             "data": {"n_train": n_train, "n_val": n_val, "n_test": len(test_recs), "skipped": manifest.skipped},
             "artifacts": {"predictions": "predictions.npz", "metrics_log": "metrics.jsonl",
                           "checkpoint": "checkpoints/last.pt"},

@@ -161,3 +161,17 @@ def test_train_transform_matches_torchvision_reference() -> None:
             scale = 255 * (min(cfg.std) if cfg.std else 1.0)
             diff = (a - b).abs() * scale
             assert float(diff.mean()) < 2.0 and float(diff.max()) < 12.0, (seed, float(diff.max()))
+
+
+def test_data_bench_times_every_reader(tmp_path) -> None:
+    """`bench data bench` (benchmarks/data_loading.py) runs every reader it compares, on a small fixture."""
+    import json
+
+    from conftest import bench_cli
+
+    proc = bench_cli(["data", "bench", "--clips", "2", "--frames", "4", "--size", "64", "--json"], tmp_path, check=True)
+    res = json.loads(proc.stdout)
+    rates = res["clips_per_s"]
+    assert {"ifdd", "raw", "ours", "ours+pack", "ours[augment_on=device]"} <= set(rates)
+    assert all(v > 0 for v in rates.values()) and res["device_stage_clips_per_s"]["cpu"] > 0
+    assert res["ratios"]["ours/raw"] == pytest.approx(rates["ours"] / rates["raw"])

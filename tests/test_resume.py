@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 ARGS = ["run", "-m", "r3d18", "-d", "synthetic", "--fold", "1", "--epochs", "3", "--batch-size", "4", "--workers", "0",
         "--no-latency", "--no-progress", "--set", "data.options.clips_per_class=6", "--set", "data.options.folds=2",
@@ -32,10 +33,16 @@ def _run_dir(results: Path) -> Path:
     return spec.parent
 
 
-def test_killed_run_resumes_to_the_same_result(tmp_path, data_home):
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory, data_home) -> Path:
+    """The uninterrupted reference run."""
+    results = tmp_path_factory.mktemp("straight")
+    subprocess.run(_cmd(results), env=_env(data_home), check=True, capture_output=True, timeout=600)
+    return results
+
+
+def test_killed_run_resumes_to_the_same_result(tmp_path, data_home, straight):
     env = _env(data_home)
-    straight = tmp_path / "straight"
-    subprocess.run(_cmd(straight), env=env, check=True, capture_output=True, timeout=600)
     expected = json.loads((_run_dir(straight) / "result.json").read_text())
 
     killed = tmp_path / "killed"
@@ -68,6 +75,26 @@ def test_killed_run_resumes_to_the_same_result(tmp_path, data_home):
     a = np.load(_run_dir(straight) / "predictions.npz")
     b = np.load(rdir / "predictions.npz")
     np.testing.assert_array_equal(a["logits"], b["logits"])
+
+
+def test_augmentation_on_the_device_trains_the_same_model(tmp_path, data_home):
+    """--set data.augment_on=device (workers decode, the trainer crops/flips/jitters the batch): same run id,
+    same losses, metrics and logits as augmenting in the workers, and the result records where it ran."""
+    cmd = [*_cmd(tmp_path), "--set", "data.augment_on=device", "--set", "data.color_jitter=[0.4,0.4,0.4,0.1]",
+           "--set", "data.rrc_scale=[0.5,1.0]"]
+    ref_cmd = [*_cmd(tmp_path / "worker"), "--set", "data.color_jitter=[0.4,0.4,0.4,0.1]",
+               "--set", "data.rrc_scale=[0.5,1.0]"]
+    for c in (cmd, ref_cmd):
+        proc = subprocess.run(c, env=_env(data_home), capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr
+    dev, ref = _run_dir(tmp_path), _run_dir(tmp_path / "worker")
+    assert dev.name == ref.name
+    a, b = (json.loads((d / "result.json").read_text()) for d in (dev, ref))
+    assert a["env"]["augment_on"] == "device" and b["env"]["augment_on"] == "worker"
+    assert a["metrics"] == b["metrics"]
+    assert [json.loads(x)["train_loss"] for x in (dev / "metrics.jsonl").read_text().splitlines()] == \
+        [json.loads(x)["train_loss"] for x in (ref / "metrics.jsonl").read_text().splitlines()]
+    np.testing.assert_array_equal(np.load(dev / "predictions.npz")["logits"], np.load(ref / "predictions.npz")["logits"])
 
 
 def test_same_spec_on_changed_data_is_refused_not_reused(tmp_path, monkeypatch):

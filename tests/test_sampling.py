@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from bench.data.sampling import _stretch, sample_test, sample_train, views_per_video
-from bench.data.transforms import eval_transforms, train_transform
+from bench.data.transforms import augment_batch, eval_transforms, train_transform
 from bench.mixup import VideoMixup
 from bench.spec import DataCfg
 
@@ -61,6 +61,44 @@ def test_augmentation_is_the_same_for_every_frame():
     assert torch.equal(out, train_transform(clip, cfg, random.Random(1)))  # explicit generator => reproducible
     crops = eval_transforms(clip, DataCfg(size=32, test_crops=3))
     assert len(crops) == 3 and not torch.equal(crops[0], crops[2])
+
+
+def test_device_augmentation_equals_worker_augmentation(tmp_path):
+    """data.augment_on=device: workers send decoded frames and draws, augment_batch finishes them. Through a real
+    loader worker and the padding collate (clips of two frame sizes), batches equal the worker-augmented ones."""
+    import simplejpeg
+
+    from bench.api import ClipRecord, Manifest
+    from bench.data.loader import ClipDataset, make_loader
+
+    recs = []
+    for k, (h, w) in enumerate([(40, 48), (56, 56), (40, 48), (64, 44), (56, 56), (48, 40)]):
+        d = tmp_path / f"c{k}"
+        d.mkdir()
+        rng = np.random.default_rng(k)
+        for t in range(10):
+            img = rng.integers(0, 255, (h, w, 3), dtype=np.uint8)
+            (d / f"{t + 1}.jpg").write_bytes(simplejpeg.encode_jpeg(img, quality=95))
+        recs.append(ClipRecord(d.name, d.name, 10, k % 2, "train"))
+    man = Manifest("t", tmp_path, ("a", "b"), recs)
+    cfg = DataCfg(size=32, frames=8, rrc_scale=[0.3, 1.0], color_jitter=[0.4, 0.4, 0.4, 0.3],
+                  mean=[0.45, 0.4, 0.35], std=[0.25, 0.2, 0.3])
+    for epoch in range(2):  # different draws: both flip states and several jitter orders occur
+        worker = ClipDataset(man, recs, cfg, train=True, seed=5)
+        device = ClipDataset(man, recs, cfg, train=True, seed=5, augment_on="device")
+        for ds in (worker, device):
+            ds.set_epoch(epoch)
+        a = list(make_loader(worker, 3, workers=0, shuffle=False, drop_last=False, seed=0, epoch=epoch))
+        b = list(make_loader(device, 3, workers=1, shuffle=False, drop_last=False, seed=0, epoch=epoch))
+        for ba, bb in zip(a, b, strict=True):
+            sizes = bb["sizes"].tolist()
+            assert len({tuple(x) for x in sizes}) > 1  # mixed sizes -> zero canvas of the largest
+            assert bb["clip"].dtype == torch.uint8
+            assert bb["clip"].shape[1:] == (8, max(h for h, _ in sizes), max(w for _, w in sizes), 3)
+            out = augment_batch(bb["clip"], bb["aug"], bb["sizes"], cfg)
+            assert out.shape == ba["clip"].shape == (3, 3, 8, 32, 32)
+            assert torch.equal(out, ba["clip"])
+            assert torch.equal(bb["label"], ba["label"])
 
 
 def test_video_mixup_targets_and_shared_box():

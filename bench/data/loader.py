@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader, Dataset
 from bench.api import ClipRecord, Manifest
 from bench.data.frames import read_clip
 from bench.data.sampling import sample_test, sample_train
-from bench.data.transforms import eval_transforms, train_transform
+from bench.data.transforms import collate_frames, eval_transforms, train_frames, train_transform
 from bench.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -26,10 +26,13 @@ def _sample_rng(seed: int, epoch: int, index: int) -> random.Random:
 
 class ClipDataset(Dataset):
     """Train mode: one item per clip, randomly sampled and augmented. Test mode: one item per temporal view;
-    the spatial crops of a view come stacked as (V_s, C, T, H, W) and are split by the evaluator."""
+    the spatial crops of a view come stacked as (V_s, C, T, H, W) and are split by the evaluator.
+
+    `augment_on="device"` (train mode): items carry the decoded uint8 frames and their augmentation draw
+    instead of the augmented clip; batch them with `collate` and finish with transforms.augment_batch."""
 
     def __init__(self, manifest: Manifest, records: list[ClipRecord], cfg, *, train: bool, seed: int = 0,
-                 on_bad_clip: str = "error"):
+                 on_bad_clip: str = "error", augment_on: str = "worker"):
         self.root = Path(manifest.root)
         self.records = records
         self.cfg = cfg
@@ -37,6 +40,8 @@ class ClipDataset(Dataset):
         self.seed = seed
         self.epoch = 0
         self.on_bad_clip = on_bad_clip
+        self.augment_on = augment_on if train else "worker"
+        self.collate = collate_frames if self.augment_on == "device" else None
         self.items: list[tuple[int, int, list[int]]] = []  # (video index, temporal view, frame indices)
         if not train:
             self._expand_views()
@@ -76,6 +81,9 @@ class ClipDataset(Dataset):
                 raise
             log.warning("skipping bad training clip: %s", e)
             return self._train_item(rng.randrange(len(self.records)), attempt + 1)
+        if self.augment_on == "device":
+            frames, aug = train_frames(clip, self.cfg, rng)
+            return {"clip": frames, "aug": aug, "label": rec.label, "video": i, "view": 0}
         return {"clip": train_transform(clip, self.cfg, rng), "label": rec.label, "video": i, "view": 0}
 
 
@@ -93,5 +101,5 @@ def make_loader(dataset: ClipDataset, batch_size: int, *, workers: int, shuffle:
     return DataLoader(
         dataset, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last and len(dataset) >= batch_size,
         num_workers=workers, generator=g, worker_init_fn=_worker_init, persistent_workers=False,
-        pin_memory=torch.cuda.is_available(),
+        pin_memory=torch.cuda.is_available(), collate_fn=dataset.collate,
     )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import random
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -99,29 +100,44 @@ def _hue_(y, factor: float, ws: list) -> None:
 
 
 _FRAME_GROUP = 4
+AUG_ROWS = 7  # rows of an augmentation draw as a tensor: flip, box (top, left), box (h, w), 4 jitter steps
 
 
-def train_transform(clip: np.ndarray, cfg, rng: random.Random) -> torch.Tensor:
-    """uint8 (T,H,W,3) -> float (3,T,S,S): flip, random resized crop, colour jitter (random order), /255,
-    normalise; torchvision's operations and draw order, computed in float on planar buffers without uint8
-    round trips between the jitter ops (tests/test_sampling.py checks it against torchvision's own ops). Why: torchvision's colour ops on a (T,C,H,W) clip cost
-    most of a training sample (channels-last strides, ~40 temporaries in adjust_hue); this path is ~5x
-    faster on 16x224x224 (benchmarks/data_loading.py). Differences to train_transform are the uint8
-    truncations it does between jitter ops (mean ~1/255, at most a few /255)."""
-    x = torch.from_numpy(np.ascontiguousarray(clip)).permute(0, 3, 1, 2)  # T,C,H,W (channels-last strides)
+@dataclass
+class TrainAug:
+    """One clip's random augmentation: a single draw applied to every frame. `box` is the crop on the source
+    frame, already mirrored when `flip` (crop the mirrored box, then flip the small result: identical to
+    flip-then-crop); `steps` are the colour ops (0 brightness, 1 contrast, 2 saturation, 3 hue) in drawn order."""
+
+    flip: bool
+    box: tuple[int, int, int, int]
+    steps: list[tuple[int, float]]
+
+    def to_tensor(self) -> torch.Tensor:
+        """(AUG_ROWS, 2) float64, so a batch of draws travels through the loader's collate to the device."""
+        t = torch.full((AUG_ROWS, 2), -1.0, dtype=torch.float64)
+        t[0, 0] = float(self.flip)
+        t[1] = torch.tensor(self.box[:2], dtype=torch.float64)
+        t[2] = torch.tensor(self.box[2:], dtype=torch.float64)
+        for k, (op, f) in enumerate(self.steps):
+            t[3 + k, 0], t[3 + k, 1] = float(op), f
+        return t
+
+    @classmethod
+    def from_tensor(cls, t: torch.Tensor) -> TrainAug:
+        v = t.tolist()
+        box = (int(v[1][0]), int(v[1][1]), int(v[2][0]), int(v[2][1]))
+        return cls(bool(v[0][0]), box, [(int(op), f) for op, f in v[3:] if op >= 0])
+
+
+def draw_train_aug(h: int, w: int, cfg, rng: random.Random) -> TrainAug:
+    """Flip, RandomResizedCrop box and ColorJitter factors in torchvision's draw order, from our generator."""
     flip = bool(cfg.flip and rng.random() < 0.5)
-    h, w = x.shape[-2:]
     top, left, ch, cw = _rrc_params(h, w, cfg.rrc_scale, cfg.rrc_ratio, rng)
-    if flip:  # crop the mirrored box and flip the small result: identical to flip-then-crop
-        left = w - left - cw
-    x = TF.resized_crop(x, top, left, ch, cw, [cfg.size, cfg.size], interpolation=_INTERP[cfg.interpolation],
-                        antialias=True)
     if flip:
-        x = x.flip(-1)
-    t_, s = x.shape[0], cfg.size
-    y = torch.empty((3, t_, s, s), dtype=torch.float32)
+        left = w - left - cw
     b, c, sat, hue = cfg.color_jitter
-    steps: list[tuple[int, float]] = []  # (op, factor) in the order drawn, exactly as train_transform draws
+    steps: list[tuple[int, float]] = []
     if any((b, c, sat, hue)):
         ops = [0, 1, 2, 3]
         rng.shuffle(ops)
@@ -129,10 +145,26 @@ def train_transform(clip: np.ndarray, cfg, rng: random.Random) -> torch.Tensor:
             lim = (b, c, sat, hue)[op]
             if lim > 0:
                 steps.append((op, rng.uniform(-lim, lim) if op == 3 else rng.uniform(max(0.0, 1 - lim), 1 + lim)))
-    # every op is local to a frame (contrast uses the per-frame mean), so work on a few frames at a time
-    # with small, reused buffers (fewer page faults and cache misses than whole-clip temporaries)
-    group = _FRAME_GROUP
-    ws = [torch.empty((min(group, t_), s, s), dtype=torch.float32) for _ in range(7)]
+    return TrainAug(flip, (top, left, ch, cw), steps)
+
+
+def _crop_resize(x: torch.Tensor, aug: TrainAug, cfg) -> torch.Tensor:
+    """uint8 (T,C,H,W) -> uint8 (T,C,S,S): the resized crop of the box, flipped when drawn."""
+    top, left, ch, cw = aug.box
+    x = TF.resized_crop(x, top, left, ch, cw, [cfg.size, cfg.size], interpolation=_INTERP[cfg.interpolation],
+                        antialias=True)
+    return x.flip(-1) if aug.flip else x
+
+
+def _photometric(x: torch.Tensor, steps: list[tuple[int, float]], cfg, group: int = _FRAME_GROUP) -> torch.Tensor:
+    """uint8 (T,C,S,S) -> float (3,T,S,S): colour jitter in drawn order, /255, normalise.
+
+    Computed in float on planar buffers without uint8 round trips between the jitter ops; every op is local
+    to a frame (contrast uses the per-frame mean), so it works on `group` frames at a time with small reused
+    buffers (fewer page faults and cache misses than whole-clip temporaries on CPU)."""
+    t_, s = x.shape[0], x.shape[-1]
+    y = torch.empty((3, t_, s, s), dtype=torch.float32, device=x.device)
+    ws = [torch.empty((min(group, t_), s, s), dtype=torch.float32, device=x.device) for _ in range(7)]
     for t0 in range(0, t_, group):
         t1 = min(t0 + group, t_)
         yc = y[:, t0:t1]
@@ -154,7 +186,61 @@ def train_transform(clip: np.ndarray, cfg, rng: random.Random) -> torch.Tensor:
                 yc[k].mul_(1.0 / (255.0 * cfg.std[k])).sub_(cfg.mean[k] / cfg.std[k])
         else:
             yc.mul_(1.0 / 255.0)
-    return y  # C,T,H,W float
+    return y
+
+
+def train_transform(clip: np.ndarray, cfg, rng: random.Random) -> torch.Tensor:
+    """uint8 (T,H,W,3) -> float (3,T,S,S): flip, random resized crop, colour jitter (random order), /255,
+    normalise; torchvision's operations and draw order (tests/test_data_lists_frames.py checks it against
+    torchvision's own ops). Why not torchvision's colour ops directly: on a (T,C,H,W) clip they cost most of a
+    training sample (channels-last strides, ~40 temporaries in adjust_hue); this path is ~5x faster on
+    16x224x224 (benchmarks/data_loading.py). It differs from torchvision only by the uint8 truncations
+    torchvision does between jitter ops (mean ~1/255, at most a few /255)."""
+    x = torch.from_numpy(np.ascontiguousarray(clip)).permute(0, 3, 1, 2)  # T,C,H,W (channels-last strides)
+    aug = draw_train_aug(x.shape[-2], x.shape[-1], cfg, rng)
+    return _photometric(_crop_resize(x, aug, cfg), aug.steps, cfg)
+
+
+def train_frames(clip: np.ndarray, cfg, rng: random.Random) -> tuple[torch.Tensor, torch.Tensor]:
+    """Worker share of `data.augment_on=device`: the decoded uint8 frames (T,H,W,3) untouched, plus the
+    augmentation draw as a tensor; `augment_batch` applies it on the training device. Same generator calls as
+    train_transform, so a sample gets the same augmentation whichever side computes it."""
+    aug = draw_train_aug(clip.shape[1], clip.shape[2], cfg, rng)
+    return torch.from_numpy(np.ascontiguousarray(clip)), aug.to_tensor()
+
+
+def augment_batch(frames: torch.Tensor, augs: torch.Tensor, sizes: torch.Tensor, cfg) -> torch.Tensor:
+    """Device share of `data.augment_on=device`: uint8 (B,T,H,W,3) frames (each clip top-left in its canvas,
+    true sizes in `sizes` (B,2)) and their draws (B,AUG_ROWS,2) -> float (B,3,T,S,S), on the frames' device.
+
+    The same operations as train_transform, clip by clip: bit-identical on CPU (tests/test_sampling.py); on
+    CUDA the uint8 resize runs in float and rounds back (torchvision's rule), so values can differ by 1/255."""
+    group = _FRAME_GROUP if frames.device.type == "cpu" else frames.shape[1]
+    out = torch.empty((frames.shape[0], 3, frames.shape[1], cfg.size, cfg.size), dtype=torch.float32,
+                      device=frames.device)
+    for i, (t, (h, w)) in enumerate(zip(augs.cpu(), sizes.tolist(), strict=True)):
+        aug = TrainAug.from_tensor(t)
+        x = frames[i, :, :h, :w].permute(0, 3, 1, 2)
+        out[i] = _photometric(_crop_resize(x, aug, cfg), aug.steps, cfg, group)
+    return out
+
+
+def collate_frames(items: list[dict]) -> dict:
+    """Batch `train_frames` items whose frame sizes may differ (FERV39k face crops): each clip is placed at
+    the top-left of a zero canvas of the largest size, with its true size kept for augment_batch."""
+    from torch.utils.data import default_collate
+
+    clips = [it["clip"] for it in items]
+    sizes = torch.tensor([c.shape[1:3] for c in clips], dtype=torch.int64)
+    h, w = int(sizes[:, 0].max()), int(sizes[:, 1].max())
+    if all(c.shape == clips[0].shape for c in clips):
+        batch = torch.stack(clips)
+    else:
+        batch = torch.zeros((len(clips), clips[0].shape[0], h, w, 3), dtype=torch.uint8)
+        for i, c in enumerate(clips):
+            batch[i, :, : c.shape[1], : c.shape[2]] = c
+    rest = default_collate([{k: v for k, v in it.items() if k != "clip"} for it in items])
+    return {"clip": batch, "sizes": sizes, **rest}
 
 
 def eval_transforms(clip, cfg) -> list[torch.Tensor]:
