@@ -3,7 +3,8 @@
 Backends: `debug` runs in this process (tests); `local` runs one subprocess per run with a small GPU-slot
 queue (CUDA_VISIBLE_DEVICES per child; submitit's LocalExecutor starts every job at once); `slurm` submits a
 job array through submitit, each job re-running `bench run` (which resumes from its checkpoint if requeued).
-Completed run ids are skipped; every run writes only inside its own directory.
+Completed run ids are skipped (only when computed on the data the spec resolves to now, as `bench run` checks);
+every run writes only inside its own directory.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from rich.table import Table
 from bench.registry import DATASETS
 from bench.spec import RunSpec, resolve_spec
 from bench.store import run_dir
+from bench.train import Run
 
 
 @dataclass
@@ -55,7 +57,7 @@ def make_plan(methods: list[str], datasets: list[str], folds: str, seeds: list[i
             for f in fold_list:
                 for seed in seeds:
                     spec = resolve_spec(m, ds, fold=f, seed=seed, flags=flags, sets=sets)
-                    done = (run_dir(results, spec) / "result.json").is_file()
+                    done = Run(spec, results, progress=False).completed_result() is not None
                     plan.append(PlannedRun(spec, sets, flags, done))
     return plan
 

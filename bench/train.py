@@ -180,10 +180,18 @@ class Run:
     def result_path(self) -> Path:
         return self.dir / "result.json"
 
+    def completed_result(self) -> dict | None:
+        """The run's result when it already completed on the data the spec resolves to now, else None; a result
+        computed on other data (same spec hash) stops with a one-line error instead of being reused."""
+        if not self.result_path.is_file():
+            return None
+        done = json.loads(self.result_path.read_text())
+        self._check_same_data(done.get("env", {}).get("manifest_sha256"), self.result_path)
+        return done
+
     def execute(self) -> dict:
-        if self.result_path.is_file():
-            done = json.loads(self.result_path.read_text())
-            self._check_same_data(done.get("env", {}).get("manifest_sha256"), self.result_path)
+        done = self.completed_result()
+        if done is not None:
             self.console.print(f"[green]already completed[/]: {self.dir} (same spec hash, same data); skipping")
             return done
         self.dir.mkdir(parents=True, exist_ok=True)

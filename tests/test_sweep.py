@@ -38,3 +38,24 @@ def test_one_run_on_two_processes_with_torchrun(tmp_path, data_home):
                "--device", "cpu", "--no-latency", "--no-progress", *TINY], tmp_path, env, check=True)
     (result,) = _results(tmp_path)
     assert result["status"] == "completed" and result["data"]["n_test"] > 0
+
+
+def test_sweep_does_not_skip_a_result_computed_on_other_data(tmp_path, monkeypatch):
+    """Like `bench run`, the sweep plan reuses a completed run only for the data it was computed on: after the
+    synthetic defaults change (same spec hash), planning stops with the one-line error instead of skipping."""
+    import pytest
+
+    from bench.datasets import synthetic as S
+    from bench.errors import BenchError
+    from bench.sweep import execute_plan, make_plan
+
+    monkeypatch.setenv("DFER_DATA_HOME", str(tmp_path / "data"))
+    sets = TINY[1::2]
+    args = (["static_r18"], ["synthetic"], "1", [0], {"train": {"epochs": 1}}, sets, tmp_path / "results")
+    plan = make_plan(*args)
+    assert not plan[0].done
+    execute_plan(plan, backend="debug", results=tmp_path / "results")
+    assert make_plan(*args)[0].done
+    monkeypatch.setitem(S.DEFAULTS, "intensity", S.DEFAULTS["intensity"] + 0.5)
+    with pytest.raises(BenchError, match="result.json: computed on other data"):
+        make_plan(*args)
