@@ -1,27 +1,44 @@
 """The contracts between the core and the plug-ins: what a method module and a dataset module register.
 
-A method module (in `methods/`) calls `register_method(...)` on a builder function. A dataset module (in
-`datasets/`) calls `register_dataset(DatasetInfo(...))`. The core never imports a specific method or dataset.
+A method is one file in `methods/` that calls `register_method(...)` on a builder function (and
+`register_variant(...)` for its ablations); a dataset is one file in `datasets/` that calls
+`register_dataset(DatasetInfo(...))`. The core never imports a specific method or dataset. `methods/README.md`
+is the method contract with a template.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from bench.registry import DATASETS, METHODS
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 # ----------------------------------------------------------------------------------------------------------
 # methods
 
+# The families of the DFER comparison tables (a method names one; `bench list methods` groups by it).
+FAMILIES = ("3D CNN", "CNN+RNN", "CNN+Transformer", "Transformer", "self-supervised ViT", "CLIP-based", "robust",
+            "static", "test")
+
+# The label every table cell, log line and result carries for a method that only means something from a
+# pretrained file but was run without one.
+RANDOM_INIT_LABEL = "random init (not the method)"
+
 
 @dataclass(frozen=True)
 class InputSpec:
-    """The input contract of a method: a clip of `frames` RGB frames of `size`x`size`, layout (B,C,T,H,W)."""
+    """The input contract of a method: a clip of `frames` RGB frames of `size`x`size`, layout (B,C,T,H,W).
+
+    Stated once: the spec's `data.frames`/`data.size` start from it and builders receive them."""
 
     frames: int = 16
     size: int = 112
@@ -29,24 +46,46 @@ class InputSpec:
 
 
 @dataclass(frozen=True)
-class WeightsSource:
-    """A kind of local weights file a method can start from (never downloaded at run time).
+class Paper:
+    """Where a method comes from. `code` is the official repository ("" when none is published)."""
 
-    `load(model, path) -> dict` loads the file into the model and returns a report with at least
-    `missing`, `unexpected` and `mismatched` key lists. None means the generic state_dict loader.
+    authors: str
+    title: str
+    venue: str
+    year: int
+    arxiv: str = ""
+    code: str = ""
+
+    def cite(self) -> str:
+        arxiv = f", arXiv {self.arxiv}" if self.arxiv else ""
+        return f'{self.authors}, "{self.title}", {self.venue} {self.year}{arxiv}'
+
+
+# convert(state_dict in the file's names, the model it goes into, notes to fill) -> state_dict in the model's
+# names. timm's `checkpoint_filter_fn` idea: a source only renames/reshapes, the core loads and reports.
+Converter = Callable[[dict[str, "torch.Tensor"], "nn.Module", dict[str, Any]], dict[str, "torch.Tensor"]]
+
+
+@dataclass(frozen=True)
+class WeightsSource:
+    """A kind of local weights file a method can start from or be evaluated with (never downloaded).
+
+    `convert` maps the file's (unwrapped) state_dict to the model's key names; None = the names already
+    match. It may record what it did in `notes` (keys it dropped on purpose, tensors it resized). The core
+    (`bench.weights.load_weights`) reads the file with `weights_only=True`, applies it and reports.
     """
 
     description: str
     expected_file: str = ""
-    load: Callable[[Any, Path], dict] | None = None
+    convert: Converter | None = None
 
 
 @dataclass(frozen=True)
 class Recipe:
     """Default hyper-parameters (nested dict in RunSpec shape) and their per-dataset / per-protocol overrides.
 
-    Resolution order: defaults -> datasets[dataset] -> protocols[protocol] (whose own "datasets" key
-    holds protocol x dataset overrides) -> CLI flags -> --set key=value.
+    Resolution order: the method's InputSpec -> defaults -> datasets[dataset] -> protocols[protocol] (whose own
+    "datasets" key holds protocol x dataset overrides) -> a variant's kwargs/loss -> CLI flags -> --set.
     """
 
     defaults: dict = field(default_factory=dict)
@@ -55,8 +94,8 @@ class Recipe:
     default_protocol: str = "default"
 
 
-# criterion(spec) -> callable(outputs, soft_targets) -> (loss tensor, {part name: float})
-CriterionFactory = Callable[[Any], Callable[[Any, Any], tuple[Any, dict[str, float]]]]
+# criterion(spec) -> callable(outputs, soft_targets) -> (loss tensor, {part name: float}); see bench.losses
+CriterionFactory = Callable[[Any], Callable[[Any, "torch.Tensor"], tuple["torch.Tensor", dict[str, float]]]]
 
 
 @dataclass(frozen=True)
@@ -64,17 +103,33 @@ class MethodInfo:
     """A registered method: its builder and everything a table or a run needs to know about it."""
 
     name: str
-    family: str  # "3D CNN", "CNN+RNN", "CNN+Transformer", "self-supervised ViT", "CLIP-based", "robust", "static", ...
+    family: str
     build: Callable[..., Any]  # build(num_classes=K, frames=T, size=S, **model.kwargs) -> nn.Module
     input: InputSpec
-    test_views: str  # human-readable default test protocol, e.g. "1 clip x 1 crop"
-    paper: str
+    paper: Paper
     recipe: Recipe
     weights: dict[str, WeightsSource] = field(default_factory=dict)
-    criterion: CriterionFactory | None = None  # None: soft-target cross-entropy on the logits
-    parent: str | None = None  # ablation/variant of another method (shown under it)
+    criterion: CriterionFactory | None = None  # None: bench.losses.classification_criterion
+    variant_of: str | None = None  # ablation / variant of another method (listed and reported under it)
+    kwargs: dict = field(default_factory=dict)  # builder keyword defaults of a variant (model.kwargs layer)
+    loss: dict = field(default_factory=dict)  # loss options of a variant (model.loss layer)
+    literature: tuple[str, ...] = ()  # its row names ("method" column) in results/reference/literature.csv
+    # "" = meaningful from random init; else the weights source without which a run is not the method
+    needs_pretrained: str = ""
     description: str = ""
     uses_attention: bool = False  # profile tests then require matmul/bmm in the FLOP breakdown
+    test_views_note: str = ""  # protocol detail the resolved data spec cannot say (e.g. released quirks)
+
+    @property
+    def parent(self) -> str | None:
+        return self.variant_of
+
+
+def _check_registration(name: str, family: str, weights: Mapping[str, WeightsSource], needs_pretrained: str) -> None:
+    if family not in FAMILIES:
+        raise ValueError(f"method {name}: family {family!r} is not one of {FAMILIES}")
+    if needs_pretrained and needs_pretrained not in weights:
+        raise ValueError(f"method {name}: needs_pretrained={needs_pretrained!r} is not one of its weights sources")
 
 
 def register_method(
@@ -82,30 +137,48 @@ def register_method(
     *,
     family: str,
     input: InputSpec,
-    test_views: str,
-    paper: str,
+    paper: Paper,
     recipe: Recipe | None = None,
     weights: dict[str, WeightsSource] | None = None,
     criterion: CriterionFactory | None = None,
-    parent: str | None = None,
+    literature: Sequence[str] = (),
+    needs_pretrained: str = "",
     description: str = "",
     uses_attention: bool = False,
+    test_views_note: str = "",
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Decorator: register `fn(num_classes, frames, size, **kwargs) -> nn.Module` as method `name`."""
 
     def deco(fn: Callable[..., Any]) -> Callable[..., Any]:
-        METHODS.add(
-            name,
-            MethodInfo(
-                name=name, family=family, build=fn, input=input, test_views=test_views, paper=paper,
-                recipe=recipe or Recipe(), weights=weights or {}, criterion=criterion, parent=parent,
-                description=description or (fn.__doc__ or "").strip().split("\n")[0],
-                uses_attention=uses_attention,
-            ),
-        )
+        _check_registration(name, family, weights or {}, needs_pretrained)
+        METHODS.add(name, MethodInfo(
+            name=name, family=family, build=fn, input=input, paper=paper, recipe=recipe or Recipe(),
+            weights=dict(weights or {}), criterion=criterion, literature=tuple(literature),
+            needs_pretrained=needs_pretrained, uses_attention=uses_attention, test_views_note=test_views_note,
+            description=description or (fn.__doc__ or "").strip().split("\n")[0]))
         return fn
 
     return deco
+
+
+def register_variant(name: str, *, variant_of: str, description: str, kwargs: dict | None = None,
+                     loss: dict | None = None, literature: Sequence[str] = (), **changes: Any) -> MethodInfo:
+    """Register a variant of a registered method: the same builder and recipe with other builder arguments
+    (`kwargs`) or loss options (`loss`), timm's `resnet18d` idea. `changes` replace other MethodInfo fields."""
+    parent = METHODS.get_registered(variant_of)
+    info = dataclasses.replace(parent, name=name, variant_of=variant_of, description=description,
+                               kwargs={**parent.kwargs, **(kwargs or {})}, loss={**parent.loss, **(loss or {})},
+                               literature=tuple(literature), **changes)
+    _check_registration(name, info.family, info.weights, info.needs_pretrained)
+    return METHODS.add(name, info)
+
+
+def build_model(method: str | MethodInfo, num_classes: int, frames: int | None = None, size: int | None = None,
+                **kwargs: Any) -> nn.Module:
+    """Build a registered method at its own input (or `frames`/`size`), with a variant's fixed arguments."""
+    info = METHODS.get(method) if isinstance(method, str) else method
+    return info.build(num_classes=num_classes, frames=frames or info.input.frames, size=size or info.input.size,
+                      **{**info.kwargs, **kwargs})
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -166,6 +239,7 @@ class DatasetInfo:
 
     `build_manifest(root, fold, options) -> Manifest` reads the split files exactly as released.
     `options` is the run's `data.options` dict (e.g. frame variant, on_bad_clip policy).
+    `counts_for(options)` refines `official_counts` when an option changes the lists (MAFW captions).
     """
 
     name: str
@@ -179,6 +253,7 @@ class DatasetInfo:
     access: str = ""  # how to obtain it (EULA route)
     layout: str = ""  # the folder layout expected
     official_counts: dict[int | None, tuple[int, int]] = field(default_factory=dict)  # fold -> (train, test)
+    counts_for: Callable[[dict], dict[int | None, tuple[int, int]]] | None = None
     is_present: Callable[[Path], bool] | None = None
     generated: bool = False  # True for `synthetic`: made on first use instead of downloaded
     description: str = ""

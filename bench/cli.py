@@ -37,30 +37,48 @@ def _print_json(obj) -> None:
 # ---------------------------------------------------------------------------------------------- list
 @list_app.command("methods")
 def list_methods(pattern: Annotated[str, typer.Argument(help="fnmatch pattern")] = "*",
-                 as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False) -> None:
-    """Registered methods, variants shown under their parent."""
+                 wide: Annotated[bool, typer.Option("--wide", help="also paper, recipes, test views, literature rows")] = False,
+                 as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+                 show_all: Annotated[bool, typer.Option("--all", help="include the CI-only test methods")] = False) -> None:
+    """Registered methods, variants under their parent (one line each; --wide or --json for the rest)."""
     from bench.registry import METHODS
+    from bench.spec import default_data, describe_views
 
     infos = [METHODS.get(n) for n in METHODS.names(pattern)]
-    rows = [{"name": i.name, "family": i.family, "parent": i.parent, "frames": i.input.frames, "size": i.input.size,
-             "channels": i.input.channels, "test_views": i.test_views, "paper": i.paper,
-             "weights": {k: w.description for k, w in i.weights.items()},
+    infos = [i for i in infos if show_all or i.family != "test"]
+    rows = [{"name": i.name, "family": i.family, "variant_of": i.variant_of, "frames": i.input.frames,
+             "size": i.input.size, "channels": i.input.channels, "test_views": describe_views(default_data(i.name)),
+             "test_views_note": i.test_views_note, "paper": i.paper.cite(), "code": i.paper.code,
+             "weights": {k: w.description for k, w in i.weights.items()}, "needs_pretrained": i.needs_pretrained,
+             "kwargs": i.kwargs, "loss": i.loss, "literature": list(i.literature),
              "recipe_datasets": sorted(i.recipe.datasets), "protocols": sorted(i.recipe.protocols) or ["default"],
              "description": i.description} for i in infos]
     if as_json:
         return _print_json(rows)
-    table = Table(title="methods")
-    for col in ("name", "family", "input", "test views", "local weights", "recipes", "paper"):
-        table.add_column(col, overflow="fold")
-    by_parent = {r["name"]: r for r in rows}
-    ordered = [r for r in rows if not r["parent"] or r["parent"] not in by_parent]
-    for top in list(ordered):
-        idx = ordered.index(top)
-        ordered[idx + 1:idx + 1] = [r for r in rows if r["parent"] == top["name"]]
+    by_name = {r["name"]: r for r in rows}
+    ordered = []
+    for r in rows:
+        if r["variant_of"] not in by_name:
+            ordered += [r] + [v for v in rows if v["variant_of"] == r["name"]]
+    table = Table(title=f"methods ({sum(r['variant_of'] is None for r in rows)}, variants indented)", box=None,
+                  pad_edge=False)
+    table.add_column("method", no_wrap=True, min_width=max((len(r["name"]) + 2 for r in rows), default=6))
+    table.add_column("family / variant", overflow="ellipsis", no_wrap=True, max_width=None if wide else 26)
+    table.add_column("input", no_wrap=True, min_width=8)
+    table.add_column("starts from", overflow="ellipsis", no_wrap=True, min_width=17)
+    if wide:
+        for col in ("test views", "recipes", "literature rows", "paper"):
+            table.add_column(col, overflow="fold")
     for r in ordered:
-        name = ("  └ " + r["name"]) if r["parent"] in by_parent else r["name"]
-        table.add_row(name, r["family"], f"{r['frames']}x{r['size']}²", r["test_views"], ", ".join(r["weights"]) or "-",
-                      ", ".join(r["recipe_datasets"]) or "-", r["paper"])
+        variant = r["variant_of"] in by_name
+        start = f"needs {r['needs_pretrained']}" if r["needs_pretrained"] else \
+            ("scratch" + (f" +{len(r['weights'])} weights" if r["weights"] else ""))
+        cells = [("└ " + r["name"]) if variant else r["name"], r["description"] if variant else r["family"],
+                 "" if variant else f"{r['frames']}x{r['size']}²", "" if variant else start]
+        if wide:
+            cells += [r["test_views"] + (f" ({r['test_views_note']})" if r["test_views_note"] else ""),
+                      ", ".join(r["recipe_datasets"]) or "-", "; ".join(r["literature"]) or "-", r["paper"]]
+        table.add_row(*cells)
     out.print(table)
 
 
@@ -115,20 +133,6 @@ def _flags(epochs, batch_size, lr, device, precision, workers, root, init, selec
     return flags
 
 
-def _folds(dataset: str, fold: str | None) -> list[int | None]:
-    from bench.registry import DATASETS
-
-    info = DATASETS.get(dataset)
-    if fold is None:
-        return [None]
-    if fold == "all":
-        return list(info.folds)
-    try:
-        return [int(f) for f in fold.split(",")]
-    except ValueError:
-        raise BenchError(f"--fold expects a number, a comma list or 'all', got {fold!r}") from None
-
-
 Method = Annotated[str, typer.Option("--method", "-m", help="registered method (bench list methods)")]
 Dataset = Annotated[str, typer.Option("--dataset", "-d", help="registered dataset (bench list datasets)")]
 
@@ -158,12 +162,12 @@ def run(
     print_spec: Annotated[bool, typer.Option("--print-spec", help="print the resolved spec and exit")] = False,
 ) -> None:
     """Train and evaluate METHOD on DATASET; writes results/runs/<dataset>/<fold>/<method>/<run id>/."""
-    from bench.spec import resolve_spec
+    from bench.spec import parse_folds, resolve_spec
     from bench.train import run as run_spec
 
     flags = _flags(epochs, batch_size, lr, device, precision, workers, root, init, selection, on_bad_clip)
     summaries = []
-    for f in _folds(dataset, fold):
+    for f in parse_folds(dataset, fold):
         spec = resolve_spec(method, dataset, fold=f, seed=seed, protocol=protocol, flags=flags, sets=set_ or [])
         if print_spec:
             typer.echo(spec.to_yaml())
@@ -244,27 +248,16 @@ def profile(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Params, GMACs (fvcore, cross-checked with FlopCounterMode/2), latency, throughput, memory."""
-    from bench.profile import format_profile_table, profile_method
-    from bench.registry import DATASETS, METHODS
+    from bench.profile import format_profile_table, profile_file, profile_method
+    from bench.registry import METHODS
     from bench.store import atomic_write_json
 
-    names = METHODS.names(method) if any(c in method for c in "*?[") else [method]
+    names = METHODS.names(method) if any(c in method for c in "*?[") else [METHODS.get(method).name]
     profiles = []
     for name in names:
-        kw: dict = {}
-        num_classes = 7
-        if dataset:
-            from bench.spec import resolve_spec
-
-            spec = resolve_spec(name, dataset)
-            kw = {"frames": spec.data.frames, "size": spec.data.size}
-            num_classes = len(DATASETS.get(dataset).classes) or 7  # `folder`/`list` learn classes from the data
-        kw.update({k: v for k, v in {"frames": frames, "size": size}.items() if v is not None})
-        p = profile_method(name, num_classes=num_classes, device=device, precision=precision, latency=latency, **kw)
-        p["method"] = name
-        key = p.get("latency_key") or (p.get("latency") or {}).get("latency_key") or f"{device}-{precision}"
-        shape = "x".join(str(s) for s in p.get("input_shape", []))
-        atomic_write_json(results / "profiles" / name / f"{shape}__{key}.json", p)
+        p = profile_method(name, dataset=dataset, frames=frames, size=size, device=device, precision=precision,
+                           latency=latency)
+        atomic_write_json(profile_file(results, p), p)
         profiles.append(p)
     if as_json:
         return _print_json(profiles)

@@ -53,14 +53,15 @@ def check(
     on_bad_clip: str | None = typer.Option(None, "--on-bad-clip", help="error (default) | skip"),
     short: int = typer.Option(16, "--short", help="report clips with fewer frames than this"),
     deep: bool = typer.Option(False, "--deep", help="decode every frame (slow) instead of checking end markers"),
-    refresh: bool = typer.Option(False, "--refresh", help="ignore the manifest cache and rebuild it"),
+    refresh: bool = typer.Option(True, "--refresh", hidden=True, help="kept for scripts: a check always re-verifies"),
 ) -> None:
-    """Walk the layout: clips found vs the official counts, missing/short/corrupt clips, bad labels."""
+    """Walk the layout: clips found vs the official counts, missing/short/corrupt clips, bad labels. A check
+    never trusts the manifest cache: it re-verifies every frame on disk and rewrites the cache."""
     from bench.data.check import check_dataset, render
 
     _load_datasets()
     opts = parse_options(option, variant=variant, on_bad_clip=on_bad_clip)
-    report = check_dataset(dataset, root, list(fold) if fold else None, opts, short=short, deep=deep, refresh=refresh)
+    report = check_dataset(dataset, root, list(fold) if fold else None, opts, short=short, deep=deep)
     if json_out:
         typer.echo(json.dumps(report, indent=1))
     else:

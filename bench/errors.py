@@ -27,3 +27,17 @@ class UnknownNameError(BenchError, KeyError):
 
 class DataError(BenchError):
     """Bad or missing data on disk (split list, frame folder, corrupt image)."""
+
+
+_WORKER_PREFIX = "Caught "
+
+
+def from_worker(e: BenchError) -> BenchError:
+    """A BenchError raised in a DataLoader worker comes back as 'Caught DataError in DataLoader worker process 0.
+    Original Traceback ...'; rebuild the same error with only its own one-line message."""
+    text = str(e)
+    if not text.startswith(_WORKER_PREFIX) or "Original Traceback" not in text:
+        return e
+    last = text.rstrip().splitlines()[-1]
+    name = f"{type(e).__module__}.{type(e).__qualname__}: "
+    return type(e)(last[len(name):] if last.startswith(name) else last)

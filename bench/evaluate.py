@@ -14,7 +14,7 @@ import torch
 from rich.progress import Progress
 
 from bench.api import ClipRecord, logits_of
-from bench.data.loader import ClipDataset, make_loader
+from bench.data.loader import ClipDataset, batches, make_loader
 from bench.metrics import compute_metrics
 
 
@@ -33,7 +33,7 @@ def predict_views(model: torch.nn.Module, dataset: ClipDataset, *, batch_size: i
     loader = make_loader(dataset, batch_size, workers=workers, shuffle=False, drop_last=False, seed=0, epoch=0)
     task = progress.add_task(desc, total=len(loader), loss="") if progress else None
     videos, views, crops, logits = [], [], [], []
-    for batch in loader:
+    for batch in batches(loader):
         clip = batch["clip"].to(device, non_blocking=True)  # B, crops, C, T, H, W
         b, ncrop = clip.shape[:2]
         with autocast_ctx(device, precision):

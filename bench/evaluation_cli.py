@@ -1,5 +1,9 @@
 """`bench eval --checkpoint PATH`: evaluate a saved model on a dataset's test split, with the same views and
-metrics as a run, writing eval.json and predictions.npz (never a result.json: no training protocol to record)."""
+metrics as a run, writing eval.json and predictions.npz (never a result.json: no training protocol to record).
+
+The checkpoint goes through the one weights path (`bench.weights.load_weights`): a run's own checkpoint, a
+plain state_dict, or an official file through one of the method's weights sources (`--source`). A model the
+file does not fully cover is refused: evaluating half-random weights would measure nothing."""
 
 from __future__ import annotations
 
@@ -8,14 +12,16 @@ from pathlib import Path
 import torch
 import yaml
 
+from bench.api import build_model
 from bench.data.loader import ClipDataset
-from bench.errors import BenchError
+from bench.data.manifest import load_manifest
+from bench.errors import BenchError, UnknownNameError
 from bench.evaluate import evaluate, save_predictions
 from bench.registry import METHODS
-from bench.spec import RunSpec, _apply, parse_set, resolve_spec
+from bench.runtime import resolve_device
+from bench.spec import RunSpec, apply_overrides, resolve_spec
 from bench.store import atomic_write_json, environment, now_iso
-from bench.train import load_manifest, resolve_device
-from bench.weights import load_matching, load_state_dict_file, sha256_file
+from bench.weights import load_weights
 
 
 def _run_spec_of(checkpoint: Path) -> RunSpec | None:
@@ -41,8 +47,7 @@ def evaluate_checkpoint(checkpoint: Path, *, method: str | None = None, dataset:
         flags.setdefault("data", {})["root"] = str(root)
     spec = _run_spec_of(checkpoint)
     if spec is not None and (method in (None, spec.method)) and (dataset in (None, spec.dataset)):
-        _apply(spec, flags, "spec")
-        _apply(spec, parse_set(sets or []), "spec")
+        apply_overrides(spec, flags, sets)
         if fold is not None:
             spec.fold = fold
     else:
@@ -51,18 +56,15 @@ def evaluate_checkpoint(checkpoint: Path, *, method: str | None = None, dataset:
         spec = resolve_spec(method, dataset, fold=fold, protocol=protocol, flags=flags, sets=sets or [])
 
     info = METHODS.get(spec.method)
+    if source is not None and source not in info.weights:
+        raise UnknownNameError(f"weights source of {spec.method} (--source)", source, info.weights or {"(none)"})
     manifest = load_manifest(spec)
-    model = info.build(num_classes=len(manifest.classes), frames=spec.data.frames, size=spec.data.size, **spec.model.kwargs)
-    if source:
-        if source not in info.weights:
-            raise BenchError(f"--source {source}: {spec.method} knows {', '.join(info.weights) or 'no weights sources'}")
-        report = (info.weights[source].load or (lambda m, p: load_matching(m, load_state_dict_file(p))))(model, checkpoint)
-    else:
-        report = load_matching(model, load_state_dict_file(checkpoint))
-    if report.get("missing") or report.get("mismatched"):
-        raise BenchError(f"{checkpoint}: does not fit {spec.method} ({len(report.get('missing', []))} missing, "
-                         f"{len(report.get('mismatched', []))} mismatched keys, e.g. "
-                         f"{(report.get('missing') or report.get('mismatched'))[:2]}); wrong method, classes or --source?")
+    model = build_model(info, len(manifest.classes), spec.data.frames, spec.data.size, **spec.model.kwargs)
+    report = load_weights(model, checkpoint, info.weights.get(source) if source else None, source or "state_dict")
+    if report.missing or report.mismatched:
+        raise BenchError(f"{checkpoint}: does not fit {spec.method} ({len(report.missing)} missing, "
+                         f"{len(report.mismatched)} mismatched keys, e.g. {(report.missing or report.mismatched)[:2]}); "
+                         "wrong method, classes or --source?")
     dev = resolve_device(spec.train.device)
     model.to(dev)
     test = manifest.split("test")
@@ -70,14 +72,12 @@ def evaluate_checkpoint(checkpoint: Path, *, method: str | None = None, dataset:
     metrics, preds = evaluate(model, ds, test, manifest.classes, batch_size=spec.train.batch_size,
                               workers=spec.data.workers, device=dev, precision=spec.train.precision,
                               aggregate_how=spec.data.aggregate)
-    digest = sha256_file(checkpoint)
-    out_dir = out_dir or Path("results") / "evals" / f"{spec.method}-{spec.dataset}-f{spec.fold or 0}-{digest[:8]}"
+    out_dir = out_dir or Path("results") / "evals" / f"{spec.method}-{spec.dataset}-f{spec.fold or 0}-{report.sha256[:8]}"
     save_predictions(out_dir / "predictions.npz", preds, manifest.classes)
-    result = {"kind": "eval", "created_at": now_iso(), "checkpoint": str(checkpoint), "checkpoint_sha256": digest,
-              "method": spec.method, "dataset": spec.dataset, "fold": spec.fold, "spec": spec.to_dict(),
-              "load_report": {k: (len(v) if k == "loaded" else v) for k, v in report.items()},
-              "metrics": metrics, "env": {**environment(dev), "manifest_sha256": manifest.checksum()},
-              "out_dir": str(out_dir)}
+    result = {"kind": "eval", "created_at": now_iso(), "checkpoint": str(checkpoint),
+              "checkpoint_sha256": report.sha256, "method": spec.method, "dataset": spec.dataset, "fold": spec.fold,
+              "spec": spec.to_dict(), "load_report": report.record(), "metrics": metrics,
+              "env": {**environment(dev), "manifest_sha256": manifest.checksum()}, "out_dir": str(out_dir)}
     atomic_write_json(out_dir / "eval.json", result)
     torch.set_grad_enabled(True)
     return result

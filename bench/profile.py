@@ -407,33 +407,31 @@ def profile_model(model: nn.Module, input_shape: tuple[int, ...], *, views_per_v
     return out
 
 
-def _views_from_text(test_views: str) -> float | None:
-    """'2 clips x 2 crops' -> 4.0; None when the count is data-dependent (e.g. 'all windows')."""
-    nums = re.findall(r"(\d+)\s*(?:clip|view|crop|window|segment)", test_views.lower())
-    if not nums or "all" in test_views.lower().split():
-        return None
-    return float(math.prod(int(n) for n in nums))
-
-
 def profile_method(method_name: str, num_classes: int = 7, frames: int | None = None, size: int | None = None,
-                   views_per_video: float | None = None, **kw: Any) -> dict[str, Any]:
-    """Build a registered method at its own input (or `frames`/`size`) and profile it.
-
-    `views_per_video` defaults to the number parsed from the method's `test_views` text, else 1.0 (then
-    `views_source` says so; pass the mean over a test manifest for "all windows" protocols).
+                   views_per_video: float | None = None, dataset: str | None = None, **kw: Any) -> dict[str, Any]:
+    """Build a registered method at its own input (or at `dataset`'s recipe input, or `frames`/`size`) and
+    profile it. `views_per_video` defaults to the test views of the recipe (temporal views x crops); for an
+    "all windows" protocol it depends on the clip lengths, so 1.0 is used and `views_source` says so.
     Extra keyword arguments go to `profile_model`.
     """
-    from bench.registry import METHODS  # lazy: importing the registry loads every method module
+    from bench.api import build_model
+    from bench.registry import DATASETS, METHODS  # lazy: importing the registry loads every method module
+    from bench.spec import default_data, describe_views, resolve_spec, views_of
 
     info = METHODS.get(method_name)
-    frames = int(frames or info.input.frames)
-    size = int(size or info.input.size)
-    model = info.build(num_classes=num_classes, frames=frames, size=size)
+    if dataset is not None:
+        data = resolve_spec(method_name, dataset).data
+        num_classes = len(DATASETS.get(dataset).classes) or num_classes  # `folder`/`list` learn classes from data
+    else:
+        data = default_data(method_name)
+    frames, size = int(frames or data.frames), int(size or data.size)
+    model = build_model(info, num_classes, frames, size)
     if views_per_video is not None:
         views, source = float(views_per_video), "argument"
     else:
-        parsed = _views_from_text(info.test_views)
-        views, source = (parsed, "method test_views") if parsed else (1.0, "default (test_views not fixed)")
+        recipe_views = views_of(data)
+        views, source = (recipe_views, "recipe test views") if recipe_views else \
+            (1.0, "1.0: the recipe tests every window, a count that depends on the clip lengths")
     prof = profile_model(model, (info.input.channels, frames, size, size), views_per_video=views, **kw)
     return {
         "method": method_name,
@@ -441,11 +439,20 @@ def profile_method(method_name: str, num_classes: int = 7, frames: int | None = 
         "num_classes": num_classes,
         "frames": frames,
         "size": size,
-        "test_views": info.test_views,
+        "test_views": describe_views(data),
         "views_source": source,
         "uses_attention": info.uses_attention,
         **prof,
     }
+
+
+def profile_file(results: Any, profile: dict[str, Any]) -> Any:
+    """Where `bench profile` keeps a profile: results/profiles/<method>/<C x T x H x W>__<latency key>.json."""
+    from pathlib import Path
+
+    key = (profile.get("latency") or {}).get("key") or profile.get("latency_key")
+    shape = "x".join(str(s) for s in profile.get("input_shape", []))
+    return Path(results) / "profiles" / profile["method"] / f"{shape}__{key}.json"
 
 
 def format_profile_table(profiles: list[dict[str, Any]]) -> Any:

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import fnmatch
 from collections.abc import Callable, Iterator
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from bench.errors import UnknownNameError
+
+if TYPE_CHECKING:
+    from bench.api import DatasetInfo, MethodInfo
 
 T = TypeVar("T")
 
@@ -38,6 +41,13 @@ class Registry(Generic[T]):
         except KeyError:
             raise UnknownNameError(self.kind, name, self._entries) from None
 
+    def get_registered(self, name: str) -> T:
+        """An entry registered already, without importing the plug-ins (for registrations that refer to one)."""
+        try:
+            return self._entries[name]
+        except KeyError:
+            raise UnknownNameError(self.kind, name, self._entries) from None
+
     def names(self, pattern: str = "*") -> list[str]:
         self._ensure_loaded()
         return sorted(n for n in self._entries if fnmatch.fnmatchcase(n, pattern))
@@ -63,5 +73,5 @@ def _load_datasets() -> None:
     import bench.datasets  # noqa: F401
 
 
-METHODS: Registry = Registry("method", _load_methods)
-DATASETS: Registry = Registry("dataset", _load_datasets)
+METHODS: Registry[MethodInfo] = Registry("method", _load_methods)
+DATASETS: Registry[DatasetInfo] = Registry("dataset", _load_datasets)

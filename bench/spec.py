@@ -1,8 +1,10 @@
 """A run is a typed, validated spec resolved in layers:
 
-1. the method's recipe defaults, 2. its per-dataset overrides, 3. its protocol (and protocol x dataset)
-overrides, 4. CLI flags, 5. `--set section.key=value`. The resolved spec is saved with the run and hashed
-into the run id, so the same spec resumes or skips instead of duplicating.
+1. the method's input and recipe defaults, 2. its per-dataset overrides, 3. its protocol (and protocol x dataset)
+overrides, 4. a variant's builder arguments and loss options, 5. CLI flags, 6. `--set section.key=value`. The
+resolved spec is saved with the run and hashed into the run id, so the same spec resumes or skips instead of
+duplicating. `NON_SEMANTIC` lists the keys that do not change results: they stay out of the hash and out of
+the report's row grouping.
 """
 
 from __future__ import annotations
@@ -119,12 +121,7 @@ class RunSpec:
 
     def semantic_dict(self) -> dict:
         """What changes results: excludes paths, worker counts, the device and where augmentation runs."""
-        d = self.to_dict()
-        d["data"].pop("root")
-        d["data"].pop("workers")
-        d["data"].pop("augment_on")
-        d["train"].pop("device")
-        return d
+        return semantic_view(self.to_dict())
 
     def config_hash(self) -> str:
         blob = json.dumps(self.semantic_dict(), sort_keys=True, default=str)
@@ -143,6 +140,18 @@ class RunSpec:
         spec = cls(method=d["method"], dataset=d["dataset"])
         _apply(spec, {k: v for k, v in d.items() if k not in ("method", "dataset")}, "spec")
         return spec
+
+
+# keys that never change a result (same draws, same maths): out of the run-id hash and the report's grouping
+NON_SEMANTIC = (("data", "root"), ("data", "workers"), ("data", "augment_on"), ("train", "device"))
+
+
+def semantic_view(spec_dict: dict) -> dict:
+    """A spec dict (e.g. read back from a result.json) without the NON_SEMANTIC keys."""
+    d = copy.deepcopy(spec_dict)
+    for section, key in NON_SEMANTIC:
+        (d.get(section) or {}).pop(key, None)
+    return d
 
 
 SECTIONS = {"data": DataCfg, "optim": OptimCfg, "reg": RegCfg, "train": TrainCfg, "model": ModelCfg}
@@ -209,6 +218,14 @@ def _apply(obj: Any, overrides: dict, where: str) -> None:
             setattr(obj, key, _coerce(value, hints[key], f"{where}.{key}"))
 
 
+def apply_overrides(spec: RunSpec, flags: dict | None = None, sets: list[str] | None = None) -> RunSpec:
+    """Apply CLI flags and --set items to an existing spec (e.g. one read back from a run directory)."""
+    _apply(spec, flags or {}, "spec")
+    _apply(spec, parse_set(sets or []), "spec")
+    validate_spec(spec)
+    return spec
+
+
 def parse_set(items: list[str]) -> dict:
     """`["optim.lr=3e-4", "data.frames=8"]` -> nested dict; values parsed as YAML scalars/lists."""
     out: dict = {}
@@ -223,6 +240,21 @@ def parse_set(items: list[str]) -> dict:
             node = node.setdefault(p, {})
         node[parts[-1]] = value
     return out
+
+
+def parse_folds(dataset: str, text: str | None) -> list[int | None]:
+    """`None` -> the spec's default fold; 'all' -> every registered fold; '1,3' -> those folds."""
+    from bench.registry import DATASETS
+
+    info = DATASETS.get(dataset)
+    if text is None:
+        return [None]
+    if text == "all":
+        return list(info.folds)
+    try:
+        return [int(f) for f in text.split(",")]
+    except ValueError:
+        raise BenchError(f"--fold/--folds expects a number, a comma list or 'all', got {text!r}") from None
 
 
 def deep_merge(base: dict, over: dict) -> dict:
@@ -262,6 +294,8 @@ def resolve_spec(
         per_ds = p.pop("datasets", {})
         layers = deep_merge(layers, p)
         layers = deep_merge(layers, per_ds.get(dataset, {}))
+    if info.kwargs or info.loss:  # a variant: the parent's recipe with its own builder arguments / loss options
+        layers = deep_merge(layers, {"model": {"kwargs": info.kwargs, "loss": info.loss}})
     layers = deep_merge(layers, flags or {})
     layers = deep_merge(layers, parse_set(sets or []))
 
@@ -277,6 +311,52 @@ def resolve_spec(
         spec.seed = seed
     validate_spec(spec)
     return spec
+
+
+def _at_least(low: float) -> tuple[Any, str]:
+    return (lambda v: v >= low), f"at least {low}"
+
+
+_RANGES = {  # (section, key): (test, what the value must be)
+    ("train", "epochs"): _at_least(1), ("train", "batch_size"): _at_least(1), ("train", "eval_every"): _at_least(1),
+    ("data", "frames"): _at_least(1), ("data", "size"): _at_least(8), ("data", "stride"): _at_least(1),
+    ("data", "segment_len"): _at_least(1), ("data", "test_views"): _at_least(1), ("data", "workers"): _at_least(0),
+    ("optim", "lr"): ((lambda v: v > 0), "positive"), ("optim", "weight_decay"): _at_least(0),
+    ("optim", "warmup_epochs"): _at_least(0), ("train", "grad_clip"): _at_least(0),
+    ("reg", "mixup_alpha"): _at_least(0), ("reg", "cutmix_alpha"): _at_least(0),
+    ("train", "val_fraction"): ((lambda v: 0 <= v < 1), "in [0, 1)"),
+    ("reg", "label_smoothing"): ((lambda v: 0 <= v < 1), "in [0, 1)"),
+}
+
+
+def default_data(method: str) -> DataCfg:
+    """The data section of a method's recipe without any dataset override (its input, sampling, test views)."""
+    from bench.registry import METHODS
+
+    info = METHODS.get(method)
+    layers = deep_merge({"frames": info.input.frames, "size": info.input.size},
+                        info.recipe.defaults.get("data", {}))
+    proto = info.recipe.protocols.get(info.recipe.default_protocol, {})
+    layers = deep_merge(layers, proto.get("data", {}))
+    cfg = DataCfg()
+    _apply(cfg, layers, "data")
+    return cfg
+
+
+def views_of(data: DataCfg) -> float | None:
+    """Test views per video of a data spec: temporal views x crops, None when it depends on the clip length."""
+    if data.test_temporal == "all":
+        return None
+    return float(data.test_views * data.test_crops)
+
+
+def describe_views(data: DataCfg) -> str:
+    """'2 clips x 1 crop', 'all 16-frame windows x 1 crop', '1 random clip x 1 crop'."""
+    crops = f"{data.test_crops} crop{'s' if data.test_crops > 1 else ''}"
+    if data.test_temporal == "all":
+        return f"all {data.frames}-frame windows x {crops}"
+    kind = "random " if data.test_temporal == "random" else ""
+    return f"{data.test_views} {kind}clip{'s' if data.test_views > 1 else ''} x {crops}"
 
 
 def validate_spec(spec: RunSpec) -> None:
@@ -300,6 +380,10 @@ def validate_spec(spec: RunSpec) -> None:
         value = getattr(getattr(spec, sec), key)
         if value not in allowed:
             raise UnknownNameError(f"value for {sec}.{key}", str(value), allowed)
+    for (sec, key), (ok, rule) in _RANGES.items():
+        value = getattr(getattr(spec, sec), key)
+        if not ok(value):
+            raise BenchError(f"{sec}.{key}={value}: must be {rule}")
     if spec.data.test_crops not in (1, 3):
         raise BenchError("data.test_crops must be 1 (centre) or 3 (left/centre/right)")
     if spec.data.sampler == "segment" and spec.data.frames % spec.data.segment_len:
@@ -307,9 +391,21 @@ def validate_spec(spec: RunSpec) -> None:
     from bench.optim import SCHEDULES
 
     SCHEDULES.get(spec.optim.schedule)
-    sig = inspect.signature(info.build)
-    if not any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values()):
+    allowed = builder_kwargs(info.build)
+    if allowed is not None:
         for key in spec.model.kwargs:
-            if key not in sig.parameters or key in ("num_classes", "frames", "size"):
-                raise UnknownNameError(f"model.kwargs key of {spec.method}", key,
-                                       [k for k in sig.parameters if k not in ("num_classes", "frames", "size")])
+            if key not in allowed:
+                raise UnknownNameError(f"model.kwargs key of {spec.method}", key, sorted(allowed))
+
+
+def builder_kwargs(build: Any) -> set[str] | None:
+    """The keyword arguments a builder takes beyond (num_classes, frames, size); None when it takes any. A builder
+    that forwards **kwargs to a config class names it in `build.accepts_kwargs_of` (its parameters count)."""
+    params = inspect.signature(build).parameters
+    names = {k for k, p in params.items() if p.kind is not p.VAR_KEYWORD} - {"num_classes", "frames", "size"}
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        target = getattr(build, "accepts_kwargs_of", None)
+        if target is None:
+            return None
+        names |= set(inspect.signature(target).parameters) - {"num_classes", "frames", "size", "extra"}
+    return names

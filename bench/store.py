@@ -1,6 +1,8 @@
 """One directory per run; every file written atomically (temp file in the same directory, fsync, os.replace).
 
-`result.json` is written last and only on success; a failed run leaves `status` = failed and `error.txt`.
+This module owns `result.json`: its schema (`run_result`), writing it (last, and only on success; a failed
+run leaves `status` = failed and `error.txt`), reading it back (`load_runs`) and deciding whether a spec has
+completed on the data it resolves to now (`completed_result`). Train, sweep, eval and report all go through it.
 """
 
 from __future__ import annotations
@@ -10,27 +12,39 @@ import os
 import platform
 import subprocess
 import tempfile
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from bench.errors import BenchError
+
 SCHEMA_VERSION = 1
+SUPPORTED_SCHEMA_VERSIONS = (1,)
+RESULT_FILE = "result.json"
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
+def _atomic_replace(path: Path, write: Callable[[Any], None]) -> None:
+    """`write(file object)` into a temp file beside `path`, fsync, then os.replace onto `path`."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    _atomic_replace(path, lambda f: f.write(data))
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -52,17 +66,7 @@ def _json_default(o: Any) -> Any:
 
 
 def atomic_torch_save(path: Path, obj: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    _atomic_replace(path, lambda f: torch.save(obj, f))
 
 
 def run_dir(results: Path, spec) -> Path:
@@ -109,3 +113,139 @@ def environment(device: torch.device) -> dict:
     }
     env.update(git_info())
     return env
+
+
+# ----------------------------------------------------------------------------------------------------------
+# result.json: schema, writing, reading, completed runs
+
+
+def run_result(*, spec: Any, family: str, variant_of: str | None, duration_s: float, selected_epoch: int,
+               views_per_video: float, init: dict, metrics: dict, metrics_last: dict | None, profile: dict,
+               env: dict, data: dict) -> dict:
+    """The result.json of a completed run (schema v1). The protocol block is derived from the spec here, so
+    every result records its frames, size, sampling, test views, selection rule and init the same way."""
+    d, t = spec.data, spec.train
+    return {
+        "schema_version": SCHEMA_VERSION, "run_id": spec.run_id, "status": "completed", "created_at": now_iso(),
+        "duration_s": round(float(duration_s), 2),
+        "method": spec.method, "family": family, "parent": variant_of, "dataset": spec.dataset,
+        "fold": spec.fold, "seed": spec.seed, "protocol_name": spec.protocol, "config_hash": spec.config_hash(),
+        "spec": spec.to_dict(),
+        "protocol": {
+            "frames": d.frames, "size": d.size, "sampler": d.sampler, "stride": d.stride,
+            "segment_len": d.segment_len, "test_temporal": d.test_temporal, "test_views": d.test_views,
+            "test_crops": d.test_crops, "views_per_video": views_per_video, "aggregate": d.aggregate,
+            "selection": t.selection, "selection_metric": t.selection_metric, "selected_epoch": selected_epoch,
+            "epochs": t.epochs, "init": init, "normalisation": "none" if d.mean is None else "mean/std",
+        },
+        "metrics": metrics,
+        "metrics_last": metrics_last,
+        "profile": profile,
+        "env": env,
+        "data": data,
+        "artifacts": {"predictions": "predictions.npz", "metrics_log": "metrics.jsonl",
+                      "checkpoint": "checkpoints/last.pt"},
+    }
+
+
+REQUIRED_RESULT_KEYS = ("schema_version", "run_id", "status", "method", "dataset", "fold", "seed", "metrics")
+
+
+def result_problem(data: Any) -> str | None:
+    """Why a loaded result.json cannot be used (None when it can)."""
+    if not isinstance(data, dict):
+        return "not a JSON object"
+    version = data.get("schema_version")
+    if version not in SUPPORTED_SCHEMA_VERSIONS:
+        return f"unknown schema_version {version!r}"
+    if data.get("status") != "completed":
+        return f"status {data.get('status')!r}"
+    missing = [k for k in REQUIRED_RESULT_KEYS if k not in data]
+    return f"missing keys {missing}" if missing else None
+
+
+def write_result(rdir: Path, result: dict) -> None:
+    """result.json last and atomically, then the status marker."""
+    problem = result_problem(result)
+    if problem:
+        raise ValueError(f"refusing to write an invalid result.json: {problem}")
+    atomic_write_json(rdir / RESULT_FILE, result)
+    set_status(rdir, "completed")
+
+
+@dataclass
+class StoredRun:
+    """One completed run as read from its result.json, with its per-epoch log."""
+
+    path: Path
+    data: dict
+    curves: list[dict] = field(default_factory=list)
+
+    @property
+    def run_id(self) -> str:
+        return str(self.data["run_id"])
+
+    def __getitem__(self, key: str) -> Any:
+        return self.data[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.data.get(key, default)
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    rows = []
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            line = line.strip()
+            if line:
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError:
+                    warnings.warn(f"{path}: skipping a malformed line", stacklevel=3)
+    return rows
+
+
+def load_runs(results_dir: Path) -> tuple[list[StoredRun], list[dict]]:
+    """All completed runs under results_dir/runs (sorted by run id) and the result files skipped (with why)."""
+    runs, skipped = [], []
+    for path in sorted((Path(results_dir) / "runs").glob(f"**/{RESULT_FILE}")):
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            data, problem = None, f"unreadable: {e}"
+        else:
+            problem = result_problem(data)
+        if problem:
+            skipped.append({"path": str(path), "reason": problem})
+            warnings.warn(f"{path}: {problem}, skipped", stacklevel=2)
+            continue
+        log_name = (data.get("artifacts") or {}).get("metrics_log") or "metrics.jsonl"
+        runs.append(StoredRun(path=path, data=data, curves=read_jsonl(path.parent / log_name)))
+    ids = [r.run_id for r in runs]
+    dup = {i for i in ids if ids.count(i) > 1}
+    if dup:
+        warnings.warn(f"run ids found more than once (all kept): {sorted(dup)}", stacklevel=2)
+    return sorted(runs, key=lambda r: (r.run_id, str(r.path))), skipped
+
+
+def check_same_data(recorded: str | None, current: str | None, path: Path, rdir: Path, dataset: str) -> None:
+    """A result or checkpoint is reused only for the data it was computed on: the same spec is not enough
+    when the data behind it changed (a regenerated `synthetic` variant, an edited split file)."""
+    if recorded is None or current is None or recorded == current:
+        return
+    raise BenchError(f"{path}: computed on other data than {dataset} resolves to now (manifest {recorded[:12]} vs "
+                     f"{current[:12]}); move {rdir} away to run again")
+
+
+def completed_result(rdir: Path, dataset: str, current_checksum: Callable[[], str | None]) -> dict | None:
+    """The run's result when it completed on the data the spec resolves to now, else None. A result computed on
+    other data stops with a one-line error. `current_checksum` is called only when a result exists (it may
+    walk the dataset), and returns None when the data is not on this machine (the result then stands)."""
+    path = rdir / RESULT_FILE
+    if not path.is_file():
+        return None
+    done = json.loads(path.read_text())
+    recorded = (done.get("env") or {}).get("manifest_sha256")
+    if recorded is not None:
+        check_same_data(recorded, current_checksum(), path, rdir, dataset)
+    return done

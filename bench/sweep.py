@@ -19,10 +19,9 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from bench.registry import DATASETS
-from bench.spec import RunSpec, resolve_spec
-from bench.store import run_dir
-from bench.train import Run
+from bench.data.manifest import current_checksum
+from bench.spec import RunSpec, parse_folds, resolve_spec
+from bench.store import completed_result, run_dir
 
 
 @dataclass
@@ -51,13 +50,11 @@ def make_plan(methods: list[str], datasets: list[str], folds: str, seeds: list[i
               results: Path) -> list[PlannedRun]:
     plan = []
     for ds in datasets:
-        info = DATASETS.get(ds)
-        fold_list = list(info.folds) if folds == "all" else [int(f) for f in folds.split(",")]
         for m in methods:
-            for f in fold_list:
+            for f in parse_folds(ds, folds):
                 for seed in seeds:
                     spec = resolve_spec(m, ds, fold=f, seed=seed, flags=flags, sets=sets)
-                    done = Run(spec, results, progress=False).completed_result() is not None
+                    done = completed_result(run_dir(results, spec), ds, lambda s=spec: current_checksum(s)) is not None
                     plan.append(PlannedRun(spec, sets, flags, done))
     return plan
 

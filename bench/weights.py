@@ -1,19 +1,26 @@
-"""Initialisation from LOCAL weight files only (timm's `pretrained_cfg_overlay=dict(file=...)` idea).
+"""Weights from LOCAL files only (timm's `pretrained_cfg_overlay=dict(file=...)` idea), through one path.
 
 `model.init` is `scratch` or `<source>:<path>`, where `<source>` is one of the method's WeightsSource names.
-Files load with `torch.load(weights_only=True)`: no pickle from untrusted files. A missing file, or a file
-from which no tensor loads, is an error: a run never falls back to random weights silently.
+`load_weights` reads the file with `torch.load(weights_only=True)` (no pickle from untrusted files), unwraps
+the usual checkpoint dicts, lets the source's converter rename keys, loads every tensor whose name and shape
+match, and returns one `LoadReport`. `bench run --init` and `bench eval --source` both go through it, and the
+report is stored in the result. A missing file, or a file from which no tensor loads, is an error: a run never
+falls back to random weights silently.
 """
 
 from __future__ import annotations
 
 import hashlib
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from bench.api import RANDOM_INIT_LABEL, MethodInfo, WeightsSource
 from bench.errors import BenchError, UnknownNameError
+
+WRAPPER_KEYS = ("model", "state_dict", "model_state", "module", "model_state_dict")
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
@@ -24,8 +31,30 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
-    """A state_dict from a checkpoint file; unwraps {'model': ...}, {'state_dict': ...} and 'module.' prefixes."""
+@dataclass
+class LoadReport:
+    """What a weights file did to a model. `notes` holds the file's scalar metadata (e.g. the epoch it was
+    saved at) and what the converter did on purpose (keys dropped, tensors resized)."""
+
+    source: str
+    path: str
+    sha256: str
+    loaded: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)  # model keys the file did not provide
+    unexpected: list[str] = field(default_factory=list)  # file keys (after conversion) the model does not have
+    mismatched: list[str] = field(default_factory=list)  # "key: file (..) vs model (..)"
+    notes: dict[str, Any] = field(default_factory=dict)
+
+    def record(self) -> dict[str, Any]:
+        """The JSON-able form stored in result.json / eval.json (the loaded keys as a count)."""
+        out = asdict(self)
+        out["loaded"] = len(self.loaded)
+        return out
+
+
+def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """(state_dict, scalar metadata) of a checkpoint file: unwraps {'model': ...}, {'state_dict': ...} and a
+    DataParallel 'module.' prefix; the metadata are the wrapper's int/float/str entries (e.g. 'epoch')."""
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
@@ -33,53 +62,84 @@ def load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
     except Exception as e:  # noqa: BLE001 - unpickling refused or corrupt file
         raise BenchError(f"{path}: cannot load with weights_only=True ({type(e).__name__}); "
                          "re-save it as a plain state_dict (torch.save(model.state_dict(), path))") from None
-    for key in ("model", "state_dict", "model_state", "module"):
-        if isinstance(obj, dict) and key in obj and isinstance(obj[key], dict):
-            obj = obj[key]
-            break
-    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise BenchError(f"{path}: no state_dict found (expected a dict of tensors, or one under 'model'/'state_dict')")
+    meta: dict[str, Any] = {}
+    if isinstance(obj, dict):
+        for key in WRAPPER_KEYS:
+            if key in obj and isinstance(obj[key], dict):
+                meta = {k: v for k, v in obj.items() if isinstance(v, (int, float, str)) and not isinstance(v, bool)}
+                obj = obj[key]
+                break
+    if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise BenchError(f"{path}: no state_dict found (expected a dict of tensors, or one under "
+                         f"{'/'.join(repr(k) for k in WRAPPER_KEYS[:2])})")
     prefix = "module."
-    if obj and all(k.startswith(prefix) for k in obj):
+    if all(k.startswith(prefix) for k in obj):
         obj = {k[len(prefix):]: v for k, v in obj.items()}
-    return obj
+    return obj, meta
 
 
 def load_matching(module: torch.nn.Module, state: dict[str, torch.Tensor]) -> dict[str, list[str]]:
     """Load every tensor whose name and shape match; report the rest (a changed head is 'mismatched')."""
     own = module.state_dict()
     loadable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
-    report = {
+    module.load_state_dict(loadable, strict=False)
+    return {
         "loaded": sorted(loadable),
         "missing": sorted(k for k in own if k not in state),
         "unexpected": sorted(k for k in state if k not in own),
-        "mismatched": sorted(k for k in state if k in own and own[k].shape != state[k].shape),
+        "mismatched": sorted(f"{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+                             for k in state if k in own and own[k].shape != state[k].shape),
     }
-    module.load_state_dict(loadable, strict=False)
-    return report
 
 
-def generic_load(model: torch.nn.Module, path: Path) -> dict[str, list[str]]:
-    return load_matching(model, load_state_dict_file(path))
+def load_weights(model: torch.nn.Module, path: Path, source: WeightsSource | None = None,
+                 source_name: str = "state_dict") -> LoadReport:
+    """Load a local file into `model` through `source`'s converter (None: names already match)."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        expected = source.expected_file if source and source.expected_file else "a local checkpoint"
+        raise BenchError(f"{path}: weights file not found for {source_name}; expected {expected}")
+    state, meta = read_checkpoint(path)
+    notes: dict[str, Any] = dict(meta)
+    if source is not None and source.convert is not None:
+        try:
+            state = source.convert(state, model, notes)
+        except (KeyError, ValueError) as e:
+            raise BenchError(f"{path}: not a '{source_name}' file ({type(e).__name__}: {e})") from None
+    keys = load_matching(model, state)
+    return LoadReport(source=source_name, path=str(path), sha256=sha256_file(path), notes=notes, **keys)
 
 
-def apply_init(model: torch.nn.Module, info: Any, init: str) -> dict:
-    """Apply `model.init` and return the record stored in every result: kind, path, sha256, key report."""
+def parse_init(info: MethodInfo, init: str) -> tuple[str, Path] | None:
+    """`scratch` -> None; `<source>:<path>` -> (source, path), with the source checked against the method."""
     if init in ("", "scratch", "random"):
-        return {"kind": "scratch", "path": None, "sha256": None}
+        return None
     if ":" not in init:
         raise BenchError(f"model.init must be 'scratch' or '<source>:<path>' (sources of {info.name}: "
                          f"{', '.join(info.weights) or 'none'}), got {init!r}")
     kind, path_str = init.split(":", 1)
     if kind not in info.weights:
         raise UnknownNameError(f"weights source of {info.name}", kind, info.weights or {"(none)"})
-    path = Path(path_str).expanduser()
-    if not path.is_file():
-        raise BenchError(f"{path}: weights file not found for {kind}; expected {info.weights[kind].expected_file or 'a local checkpoint'}")
-    source = info.weights[kind]
-    report = (source.load or generic_load)(model, path)
-    if not report.get("loaded"):
-        raise BenchError(f"{path}: no tensor of this file matches {info.name} ({len(report.get('unexpected', []))} "
-                         f"unexpected keys); is it the right checkpoint for '{kind}'?")
-    return {"kind": kind, "path": str(path), "sha256": sha256_file(path),
-            "report": {k: (v if k != "loaded" else len(v)) for k, v in report.items()}}
+    return kind, Path(path_str).expanduser()
+
+
+def init_label(info: MethodInfo, kind: str) -> str:
+    """How tables name the init: the source, 'scratch', or 'random init (not the method)'."""
+    if kind == "scratch":
+        return RANDOM_INIT_LABEL if info.needs_pretrained else "scratch"
+    return kind
+
+
+def apply_init(model: torch.nn.Module, info: MethodInfo, init: str) -> dict:
+    """Apply `model.init` and return the record stored in every result: kind, label, path, sha256, report."""
+    parsed = parse_init(info, init)
+    if parsed is None:
+        return {"kind": "scratch", "label": init_label(info, "scratch"), "path": None, "sha256": None,
+                "needs_pretrained": info.needs_pretrained or None}
+    kind, path = parsed
+    report = load_weights(model, path, info.weights[kind], kind)
+    if not report.loaded:
+        raise BenchError(f"{path}: no tensor of this file matches {info.name} ({len(report.unexpected)} unexpected "
+                         f"keys, e.g. {report.unexpected[:2]}); is it the right checkpoint for '{kind}'?")
+    return {"kind": kind, "label": init_label(info, kind), "path": str(path), "sha256": report.sha256,
+            "needs_pretrained": info.needs_pretrained or None, "report": report.record()}

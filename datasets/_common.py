@@ -5,7 +5,8 @@ cache that makes later runs start instantly.
 Manifest cache: `<root>/.dfer-bench/manifests/<dataset>-f<fold>-<key>.json` when the root is writable, else
 `$DFER_BENCH_CACHE/manifests/<sha of root>/...` (default `~/.cache/dfer-bench`). The key hashes the options
 that change the manifest; the file stores the sha256 of every split file and the mtime of the media folder,
-and is ignored (rebuilt) as soon as one of them differs, or with `refresh=True` (`bench data check --refresh`).
+and is ignored (rebuilt) as soon as one of them differs, or with `refresh=True` (`bench data check` always
+refreshes: it re-verifies every frame, since a frame changed in place leaves the folder mtimes as they were).
 """
 
 from __future__ import annotations
@@ -188,8 +189,12 @@ _COUNT_MEMO: dict[tuple[str, int, int], tuple[int, tuple[str, str] | None]] = {}
 
 
 def inspect_clip(path: Path, level: str = "count") -> tuple[int, tuple[str, str] | None]:
-    """(frame count, (kind, reason) of a problem or None), memoised within a process (folds share clips)."""
+    """(frame count, (kind, reason) of a problem or None). Counting is memoised within a process (folds share
+    clips), keyed by the clip folder's mtime; verification reads the frames every time, since a frame truncated
+    in place changes no folder mtime."""
     lv = VERIFY_LEVELS[level]
+    if lv > 0:
+        return _inspect(path, lv)
     try:
         stamp = os.stat(path).st_mtime_ns  # a re-extracted clip folder is inspected again
     except OSError:

@@ -174,6 +174,7 @@ INFO = register_dataset(DatasetInfo(
     access=ACCESS,
     layout=LAYOUT,
     official_counts=COUNTS[("single", False)],
+    counts_for=lambda options: official_counts_for("single", options),
     is_present=is_present,
     description=(
         "MAFW, 5-fold CV on single/no_caption (data.options.caption=true: with_caption lists), 11 classes in the "
@@ -194,6 +195,7 @@ COMPOUND_INFO = register_dataset(DatasetInfo(
     access=ACCESS,
     layout=LAYOUT,
     official_counts=COUNTS[("compound", False)],
+    counts_for=lambda options: official_counts_for("compound", options),
     is_present=is_present,
     description=(
         "MAFW 43-class compound set (11 singles + 32 combinations), 5-fold CV on compound/no_caption; no official "

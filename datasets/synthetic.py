@@ -177,8 +177,8 @@ def identity_folds(knobs: dict[str, Any]) -> dict[int, int]:
     return {int(i): pos % knobs["folds"] + 1 for pos, i in enumerate(perm)}
 
 
-def official_counts_for(kind: str, options: dict) -> dict[int | None, tuple[int, int]]:
-    """fold -> (train, test) clips that these knobs produce (the `bench data check` hook; `kind` is unused)."""
+def official_counts_for(options: dict) -> dict[int | None, tuple[int, int]]:
+    """fold -> (train, test) clips that these knobs produce (the `bench data check` counts)."""
     knobs = parse_knobs(options)
     fold_of = identity_folds(knobs)
     plan = clip_plan(knobs)
@@ -464,6 +464,7 @@ INFO = register_dataset(DatasetInfo(
         "<root>/<variant key>/meta.json, clips.tsv, params.npz\n"
     ),
     official_counts=dict(DEFAULT_COUNTS),
+    counts_for=official_counts_for,
     is_present=_present,
     generated=True,
     description=(

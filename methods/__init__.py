@@ -1,3 +1,9 @@
-"""Method modules register themselves at import (timm's `@register_model` pattern); add new ones here."""
+"""Method modules register themselves at import (timm's `@register_model` pattern). Every module of this package
+whose name does not start with `_` is imported, so adding a method is adding one file (see README.md)."""
 
-from bench.methods import ifdd, r3d18, r18_lstm, static  # noqa: F401
+import importlib
+import pkgutil
+
+MODULES = sorted(m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_"))
+for _name in MODULES:
+    importlib.import_module(f"{__name__}.{_name}")

@@ -1,4 +1,4 @@
-"""IFDD (Wang et al., AAAI 2025, arXiv 2412.13168): MViTv2 + inter-frame split (ISSM) + lifting (LADM).
+"""IFDD (Wang & Chai, AAAI 2025, arXiv 2412.13168): MViTv2 + inter-frame split (ISSM) + lifting (LADM).
 
 A port of github.com/CyberPegasus/IFDD at 1a1f557, checked against golden outputs of the released code
 (`tests/test_ifdd.py`). Network modules are in `methods/_ifdd_layers.py`; this file holds the registration,
@@ -33,24 +33,24 @@ only, so it omits layer_norm (172,829,760 = 5/element), grid_sampler (1,204,224)
 
 from __future__ import annotations
 
-import copy
-import inspect
+import dataclasses
 import math
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.api import InputSpec, Recipe, WeightsSource, logits_of, register_method
+from bench.api import InputSpec, Paper, Recipe, WeightsSource, register_method, register_variant
+from bench.errors import UnknownNameError
+from bench.losses import Criterion, classification_criterion
 from bench.optim import register_schedule
-from bench.spec import deep_merge
 
-from ._ifdd_layers import IFDD, IFDDConfig
+from ._ifdd_layers import IFDD, IFDDConfig, embed_grid
 
-PAPER = "Wang et al., Inter-Frame Dynamics Decoupling (IFDD), AAAI 2025, arXiv 2412.13168"
+PAPER = Paper(authors="Wang & Chai",
+              title="Lifting Scheme-Based Implicit Disentanglement of Emotion-Related Facial Dynamics in the Wild",
+              venue="AAAI", year=2025, arxiv="2412.13168", code="github.com/CyberPegasus/IFDD")
 
 # ----------------------------------------------------------------------------------------------------------
 # LR schedule of the released trainer (quirk 8)
@@ -93,12 +93,9 @@ def lifting_loss(pool_a: torch.Tensor, weight: float = 0.1, reduction: str = "su
     raise ValueError(f"lift_reduction must be sum or mean, not {reduction!r}")
 
 
-def soft_target_ce(logits: torch.Tensor, soft_targets: torch.Tensor) -> torch.Tensor:
-    return torch.sum(-soft_targets * F.log_softmax(logits, dim=-1), dim=-1).mean()
-
-
-def ifdd_criterion(spec: Any) -> Callable[[Any, torch.Tensor], tuple[torch.Tensor, dict[str, float]]]:
-    """Soft-target CE on the logits + lifting loss on pool_a (training outputs only; x_d is unused, as released).
+def ifdd_criterion(spec: Any) -> Criterion:
+    """Soft-target CE on the logits (bench.losses, float32) + the lifting loss on pool_a (training outputs
+    only; x_d is unused, as released).
 
     model.loss keys: lift_weight (0.1), lift_reduction (sum | mean), lift_beta (1.0).
     """
@@ -107,18 +104,14 @@ def ifdd_criterion(spec: Any) -> Callable[[Any, torch.Tensor], tuple[torch.Tenso
     reduction = str(opts.get("lift_reduction", "sum"))
     beta = float(opts.get("lift_beta", 1.0))
 
-    def criterion(outputs: Any, soft_targets: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
-        logits = logits_of(outputs)
-        ce = soft_target_ce(logits, soft_targets)
+    def lift(outputs: Any, soft_targets: torch.Tensor) -> torch.Tensor:
         pool_a = outputs.get("pool_a") if isinstance(outputs, dict) else (
             outputs[1] if isinstance(outputs, (tuple, list)) and len(outputs) > 1 else None)
         if pool_a is None or weight == 0.0:
-            lift = ce.new_zeros(())
-        else:
-            lift = lifting_loss(pool_a, weight, reduction, beta)
-        return ce + lift, {"ce": float(ce.detach()), "lift": float(lift.detach())}
+            return soft_targets.new_zeros((), dtype=torch.float32)
+        return lifting_loss(pool_a.float(), weight, reduction, beta)
 
-    return criterion
+    return classification_criterion(spec, terms={"lift": lift})
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -158,21 +151,15 @@ _PREFIX_MAP = (  # (original prefix, port prefix), first match wins
 )
 
 
-def _strip_wrappers(sd: dict) -> dict:
-    if "model" in sd and isinstance(sd["model"], dict):
-        sd = sd["model"]
-    return {(k[len("module."):] if k.startswith("module.") else k): v for k, v in sd.items()}
-
-
 def convert_original_state_dict(sd_orig: dict, keep_dead_params: bool = True) -> dict:
-    """Map a released IFDD state_dict (spec section 2.8 names) to this port's names.
+    """Map a released IFDD state_dict (spec section 2.8 names, wrappers already removed) to this port's names.
 
     The two int index buffers are checked (they must be the even/odd frames) and consumed: the port derives
     them from T. The four never-used tensors are kept (port `unused_*`) or dropped with keep_dead_params=False.
-    Keys with no mapping are returned unchanged, so a non-strict load reports them as unexpected.
+    Keys with no mapping are returned unchanged, so the load reports them as unexpected.
     """
     out: dict = {}
-    for name, value in _strip_wrappers(sd_orig).items():
+    for name, value in sd_orig.items():
         if name in _INDEX_BUFFERS:
             expected = torch.arange(_INDEX_BUFFERS[name], 2 * value.numel(), 2)
             if not torch.equal(value.cpu().long(), expected):
@@ -188,65 +175,59 @@ def convert_original_state_dict(sd_orig: dict, keep_dead_params: bool = True) ->
     return out
 
 
-def _load_into(model: nn.Module, sd: dict, extra: dict | None = None) -> dict:
-    """Non-strict load that skips (and reports) shape mismatches."""
-    own = model.state_dict()
-    mismatched = [k for k, v in sd.items() if k in own and tuple(own[k].shape) != tuple(v.shape)]
-    usable = {k: v for k, v in sd.items() if k in own and k not in mismatched}
-    result = model.load_state_dict(usable, strict=False)
-    report = {
-        "missing": sorted(set(result.missing_keys)),
-        "unexpected": sorted(k for k in sd if k not in own),
-        "mismatched": sorted(f"{k}: file {tuple(sd[k].shape)} vs model {tuple(own[k].shape)}" for k in mismatched),
-        "loaded": len(usable),
-    }
-    report.update(extra or {})
-    return report
+def to_released_names(sd: dict, frames: int = 16) -> dict:
+    """The inverse of `convert_original_state_dict`: port names -> the released code's names, with the even/odd
+    index buffers the released ISSM stores (for exporting a port checkpoint, and for tests of the loader)."""
+    inverse = {new: old for old, new in _PREFIX_MAP}
+    out = {}
+    for name, value in sd.items():
+        for new, old in inverse.items():
+            if name.startswith(new):
+                name = old + name[len(new):]
+                break
+        out[name] = value
+    embedded_t = embed_grid(frames, 224)[0]  # the split pairs the embedded frames: even and odd indices
+    for name, start in _INDEX_BUFFERS.items():
+        out[name] = torch.arange(start, embedded_t, 2)
+    return out
 
 
-def load_official_checkpoint(model: nn.Module, path: Path) -> dict:
-    """A checkpoint of the released trainer ({'model','opt','epoch'}, maybe `module.`-prefixed) or a bare state_dict."""
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+def convert_official(sd: dict, model: nn.Module, notes: dict) -> dict:
+    """Weights-source converter for a checkpoint of the released trainer ({'model','opt','epoch'}, maybe
+    `module.`-prefixed: the core unwraps it and keeps 'epoch' in the notes) or its bare state_dict."""
     keep_dead = any(n.startswith("ladm.unused_") for n in model.state_dict())
-    sd = convert_original_state_dict(ckpt, keep_dead_params=keep_dead)
-    extra = {"epoch": ckpt.get("epoch")} if isinstance(ckpt, dict) and "epoch" in ckpt else {}
-    return _load_into(model, sd, extra)
+    return convert_original_state_dict(sd, keep_dead_params=keep_dead)
 
 
 _K400_BLOCK_MAP = {**{i: i for i in range(8)}, 14: 8, 15: 9}  # MViTv2-S -> MFViT_XS (blocks 8..13 dropped)
 
 
-def convert_k400_mvit_v2_s(sd: dict) -> tuple[dict, list[str]]:
-    """torchvision mvit_v2_s state_dict -> port names; returns (mapped, unused source keys)."""
-    out, unused = {}, []
-    for name, value in _strip_wrappers(sd).items():
-        if name.startswith("conv_proj."):
-            out["embed.conv." + name[len("conv_proj."):]] = value
-        elif name.startswith(("pos_encoding.", "norm.")):
-            out["backbone." + name] = value
-        elif name.startswith("blocks."):
-            idx, rest = name[len("blocks."):].split(".", 1)
-            if int(idx) in _K400_BLOCK_MAP:
-                out[f"backbone.blocks.{_K400_BLOCK_MAP[int(idx)]}.{rest}"] = value
-            else:
-                unused.append(name)
-        else:
-            unused.append(name)  # head
-    return out, unused
-
-
-def load_k400_mvit_v2_s(model: nn.Module, path: Path) -> dict:
-    """Init embedding + backbone from torchvision's Kinetics-400 MViTv2-S state_dict (the released, unused
-    `load_pretrain` mapping). Rel-pos tables of another input size are linearly resized (reported)."""
-    sd = torch.load(path, map_location="cpu", weights_only=True)
-    mapped, unused = convert_k400_mvit_v2_s(sd)
+def convert_k400_mvit_v2_s(sd: dict, model: nn.Module, notes: dict) -> dict:
+    """torchvision mvit_v2_s state_dict -> port names (the released, unused `load_pretrain` mapping): embedding
+    and backbone; blocks 8-13 and the head are dropped on purpose (listed in notes['dropped']). Rel-pos tables
+    of another input size are linearly resized (notes['resized_rel_pos'])."""
     own = model.state_dict()
-    resized = []
-    for k, v in mapped.items():
-        if "rel_pos" in k and k in own and v.shape[0] != own[k].shape[0]:
-            mapped[k] = F.interpolate(v.t()[None], size=own[k].shape[0], mode="linear")[0].t().contiguous()
-            resized.append(k)
-    return _load_into(model, mapped, {"unused_source_keys": unused, "resized_rel_pos": resized})
+    out, dropped, resized = {}, [], []
+    for name, value in sd.items():
+        if name.startswith("conv_proj."):
+            target = "embed.conv." + name[len("conv_proj."):]
+        elif name.startswith(("pos_encoding.", "norm.")):
+            target = "backbone." + name
+        elif name.startswith("blocks.") and int(name.split(".")[1]) in _K400_BLOCK_MAP:
+            idx, rest = name[len("blocks."):].split(".", 1)
+            target = f"backbone.blocks.{_K400_BLOCK_MAP[int(idx)]}.{rest}"
+        elif name.startswith(("blocks.", "head.")):
+            dropped.append(name)
+            continue
+        else:
+            out[name] = value  # not an mvit_v2_s key: reported as unexpected
+            continue
+        if "rel_pos" in target and target in own and value.shape[0] != own[target].shape[0]:
+            value = F.interpolate(value.t()[None], size=own[target].shape[0], mode="linear")[0].t().contiguous()
+            resized.append(target)
+        out[target] = value
+    notes.update({"dropped": dropped, "resized_rel_pos": resized})
+    return out
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -312,10 +293,10 @@ IFDD_RECIPE = Recipe(defaults=_DEFAULTS, datasets=_DATASETS, protocols=_PROTOCOL
 WEIGHTS = {
     "ifdd_official": WeightsSource(
         "a checkpoint written by the released IFDD trainer ({'model','opt','epoch'}) or its bare state_dict",
-        "IFDD_<dataset>_best_val_acc.pth", load_official_checkpoint),
+        "IFDD_<dataset>_best_val_acc.pth", convert_official),
     "k400_mvit_v2_s": WeightsSource(
         "torchvision MViT_V2_S Kinetics-400 state_dict (blocks 0-7 direct, 14->8, 15->9; head dropped)",
-        "mvit_v2_s.pth", load_k400_mvit_v2_s),
+        "mvit_v2_s.pth", convert_k400_mvit_v2_s),
 }
 
 
@@ -323,56 +304,27 @@ WEIGHTS = {
 # builders
 
 
-def build_ifdd(
-    num_classes: int = 7,
-    frames: int = 16,
-    size: int = 224,
-    stages: tuple[int, ...] | list[int] = (2, 3),
-    use_issm: bool = True,
-    use_updater: bool = True,
-    use_predictor: bool = True,
-    update_first: bool = True,
-    wave_norm: bool = True,
-    issm_grid: str = "released",
-    issm_corr_scale: str = "channels",
-    lift_residual: str = "value",
-    out_mlp_residual: bool = False,
-    lift_target: str = "raw_input",
-    keep_dead_params: bool = True,
-    backbone_norm_eps: float = 1e-6,
-    ladm_norm_eps: float = 1e-5,
-    drop_path: float = 0.2,
-    ladm_drop_path: float = 0.2,
-    head_dropout: float = 0.5,
-    attention_dropout: float = 0.0,
-) -> IFDD:
-    """IFDD: MViTv2-XS + pyramid + ISSM/LADM lifting, from scratch (released default)."""
-    cfg = IFDDConfig(**{k: v for k, v in locals().items() if k != "stages"}, stages=tuple(stages))
-    return IFDD(cfg)
+_CONFIG_FIELDS = {f.name for f in dataclasses.fields(IFDDConfig)} - {"num_classes", "frames", "size", "extra"}
 
 
-_COMMON = dict(family="CNN+Transformer", input=InputSpec(frames=16, size=224),
-               test_views="DFEW: all 16-frame windows; FERV39k/MAFW: 1 random window (released); x 1 crop",
-               paper=PAPER, weights=WEIGHTS, criterion=ifdd_criterion, uses_attention=True)
+def build_ifdd(num_classes: int = 7, frames: int = 16, size: int = 224, **switches: Any) -> IFDD:
+    """IFDD: MViTv2-XS + pyramid + ISSM/LADM lifting, from scratch (released default). `switches` are the
+    fields of `IFDDConfig` (ablations and quirk switches, documented there); `stages` may be a list."""
+    unknown = set(switches) - _CONFIG_FIELDS
+    if unknown:
+        raise UnknownNameError("IFDD switch (model.kwargs)", sorted(unknown)[0], _CONFIG_FIELDS)
+    if "stages" in switches:
+        switches["stages"] = tuple(switches["stages"])
+    return IFDD(IFDDConfig(num_classes=num_classes, frames=frames, size=size, **switches))
 
-register_method("ifdd", recipe=IFDD_RECIPE, **_COMMON)(build_ifdd)
 
+build_ifdd.accepts_kwargs_of = IFDDConfig  # the spec validates model.kwargs against IFDDConfig's fields
 
-def _variant(name: str, description: str, kwargs: dict | None = None, loss: dict | None = None) -> None:
-    """Register an ablation: the base builder with some switches defaulted, and the same recipe."""
-    fixed = dict(kwargs or {})
+_COMMON = dict(family="CNN+Transformer", input=InputSpec(frames=16, size=224), paper=PAPER, weights=WEIGHTS,
+               criterion=ifdd_criterion, uses_attention=True,
+               test_views_note="released: DFEW all 16-frame windows; FERV39k/MAFW 1 random window, epoch chosen on test")
 
-    def build(num_classes: int = 7, frames: int = 16, size: int = 224, **overrides: Any) -> IFDD:
-        return build_ifdd(num_classes, frames, size, **{**fixed, **overrides})
-
-    build.__signature__ = inspect.signature(build_ifdd)  # keeps the spec's kwarg validation
-    build.__doc__ = description
-    recipe = copy.deepcopy(IFDD_RECIPE)
-    defaults = deep_merge(recipe.defaults, {"model": {"kwargs": fixed, "loss": loss or {}}})
-    recipe = Recipe(defaults=defaults, datasets=recipe.datasets, protocols=recipe.protocols,
-                    default_protocol=recipe.default_protocol)
-    register_method(name, recipe=recipe, parent="ifdd", description=description, **_COMMON)(build)
-
+register_method("ifdd", recipe=IFDD_RECIPE, literature=("IFDD",), **_COMMON)(build_ifdd)
 
 ABLATIONS: dict[str, tuple[str, dict, dict]] = {
     "ifdd.no_issm": ("IFDD with a fixed even/odd frame split instead of ISSM", {"use_issm": False}, {}),
@@ -385,4 +337,4 @@ ABLATIONS: dict[str, tuple[str, dict, dict]] = {
 }
 
 for _name, (_desc, _kw, _loss) in ABLATIONS.items():
-    _variant(_name, _desc, _kw, _loss)
+    register_variant(_name, variant_of="ifdd", description=_desc, kwargs=_kw, loss=_loss)

@@ -11,7 +11,12 @@ from __future__ import annotations
 import torch.nn as nn
 from torchvision.models.video.resnet import BasicBlock, Conv3DSimple, VideoResNet
 
-from bench.api import InputSpec, Recipe, WeightsSource, register_method
+from bench.api import InputSpec, Paper, Recipe, WeightsSource, register_method
+
+HARA = Paper(authors="Hara, Kataoka & Satoh", title="Can Spatiotemporal 3D CNNs Retrace the History of 2D CNNs and "
+             "ImageNet?", venue="CVPR", year=2018, code="github.com/kenshohara/3D-ResNets-PyTorch")
+TRAN = Paper(authors="Tran et al.", title="A Closer Look at Spatiotemporal Convolutions for Action Recognition",
+             venue="CVPR", year=2018, arxiv="1711.11248", code="torchvision.models.video.r3d_18")
 
 
 class HaraStem(nn.Sequential):
@@ -45,10 +50,11 @@ def _r3d18(num_classes: int, stem: type[nn.Module], dropout: float) -> nn.Module
     return model
 
 
-_RECIPE = Recipe(
-    # DFEW's own 3D-CNN baselines: from scratch, Adam 1e-3, batch 32, 16 frames at 112² (jiangxingxun/DFEW).
+DFEW_3DCNN_RECIPE = Recipe(
+    # DFEW's own 3D-CNN baselines (shared by the 3D CNN files): from scratch, Adam 1e-3, batch 32, 16 frames at
+    # 112² (jiangxingxun/DFEW).
     defaults={
-        "data": {"frames": 16, "size": 112, "sampler": "segment", "rrc_scale": [0.8, 1.0], "flip": True,
+        "data": {"sampler": "segment", "rrc_scale": [0.8, 1.0], "flip": True,
                  "mean": [0.45, 0.45, 0.45], "std": [0.225, 0.225, 0.225]},
         "optim": {"name": "adamw", "lr": 1e-3, "weight_decay": 1e-4, "schedule": "cosine", "warmup_epochs": 2},
         "train": {"epochs": 50, "batch_size": 32},
@@ -65,19 +71,14 @@ _WEIGHTS = {"kinetics400": WeightsSource("torchvision R3D_18 Kinetics-400 state_
                                          "r3d_18-b3b3357e.pth")}
 
 
-@register_method(
-    "r3d18", family="3D CNN", input=InputSpec(16, 112), test_views="1 clip x 1 crop",
-    paper="Hara et al., CVPR 2018; DFEW baseline (Jiang et al., ACM MM 2020)", recipe=_RECIPE, weights=_WEIGHTS,
-)
-def r3d18(num_classes: int = 7, frames: int = 16, size: int = 112, dropout: float = 0.0) -> nn.Module:
+@register_method("r3d18", family="3D CNN", input=InputSpec(16, 112), paper=HARA, recipe=DFEW_3DCNN_RECIPE, weights=_WEIGHTS,
+                 literature=("3D ResNet-18",))
+def r3d18(num_classes: int, frames: int, size: int, dropout: float = 0.0) -> nn.Module:
     """3D ResNet-18, Hara stem (7x7x7 conv + max-pool): the '33 M / 8.3 G' of DFER tables."""
     return _r3d18(num_classes, HaraStem, dropout)
 
 
-@register_method(
-    "r3d18_tv", family="3D CNN", input=InputSpec(16, 112), test_views="1 clip x 1 crop",
-    paper="Tran et al., CVPR 2018 (torchvision r3d_18)", recipe=_RECIPE, weights=_WEIGHTS, parent="r3d18",
-)
-def r3d18_tv(num_classes: int = 7, frames: int = 16, size: int = 112, dropout: float = 0.0) -> nn.Module:
+@register_method("r3d18_tv", family="3D CNN", input=InputSpec(16, 112), paper=TRAN, recipe=DFEW_3DCNN_RECIPE, weights=_WEIGHTS)
+def r3d18_tv(num_classes: int, frames: int, size: int, dropout: float = 0.0) -> nn.Module:
     """3D ResNet-18 with torchvision's stem (no max-pool): same params, ~5x the compute."""
     return _r3d18(num_classes, TorchvisionStem, dropout)

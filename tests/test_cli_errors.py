@@ -69,7 +69,7 @@ def test_corrupt_frame_names_the_file(tmp_path, capsys, monkeypatch):
     for frame in frames:  # every frame truncated, so whichever the sampler picks is corrupt
         frame.write_bytes(frame.read_bytes()[:40])
     train = [r for r in manifest.records if r.split == "train"]
-    args = ["run", "-m", "r3d18", "-d", "synthetic", "--fold", "1", "--root", str(root), "--epochs", "1",
+    args = ["run", "-m", "test_tiny", "-d", "synthetic", "--fold", "1", "--root", str(root), "--epochs", "1",
             "--batch-size", str(len(train)), "--workers", "0", "--no-progress", "--no-latency",
             "--set", "data.size=32", "--set", "data.frames=4"]
     for k, v in options.items():
@@ -82,6 +82,7 @@ def test_corrupt_frame_names_the_file(tmp_path, capsys, monkeypatch):
 
 
 def test_report_without_runs_says_what_to_do(tmp_path, capsys, monkeypatch):
+    (tmp_path / "results").mkdir()
     proc = _main(["report"], capsys, monkeypatch, tmp_path)
     assert proc.returncode == 0 and "Traceback" not in proc.stderr
     assert "no completed result.json under results/runs" in proc.stderr

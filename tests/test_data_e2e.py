@@ -1,11 +1,9 @@
-"""End to end through the real CLI, per official-layout fixture: `bench data check`, `bench run` of the 3D
-ResNet-18 baseline on a tiny configuration, then `bench report` over the results."""
+"""End to end through the real CLI, per official-layout fixture: `bench data check`, `bench run` of the tiny
+registered method `test_tiny`, then `bench report` over the results."""
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,15 +11,6 @@ from fixtures_data import bench, write_dfew, write_ferv39k, write_mafw
 
 pytestmark = pytest.mark.slow
 
-
-def _cli_has(*commands: str) -> bool:
-    out = subprocess.run([sys.executable, "-m", "bench.cli", "--help"], capture_output=True, text=True,
-                         env={"COLUMNS": "200", **__import__("os").environ})
-    return out.returncode == 0 and all(f" {c} " in out.stdout for c in commands)
-
-
-needs_cli = pytest.mark.skipif(not _cli_has("run", "report", "data"),
-                               reason="bench run/report/data not available in bench.cli yet")
 
 RUN = ["--epochs", "1", "--batch-size", "2", "--set", "data.size=32", "--set", "data.frames=8", "--workers", "0",
        "--no-latency", "--no-progress"]
@@ -42,7 +31,7 @@ def _check_and_run(tmp: Path, work: Path, dataset: str, root: Path, fold: str | 
     report = json.loads(chk.stdout)
     assert report["usable"] and report["folds"][0]["splits"]["test"]["found"] > 0
     before = set((work / "results").rglob("result.json"))
-    run = bench(["run", "-m", "r3d18", "-d", dataset, "--root", str(root), *fold_args, *RUN,
+    run = bench(["run", "-m", "test_tiny", "-d", dataset, "--root", str(root), *fold_args, *RUN,
                  *[x for o in opts for x in ("--set", f"data.options.{o}")]], work, _env(tmp))
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     new = set((work / "results").rglob("result.json")) - before
@@ -57,7 +46,6 @@ def _report(tmp: Path, work: Path, n_results: int) -> None:
     assert any((work / "reports").rglob("*.md")) or any((work / "reports").rglob("*.csv"))
 
 
-@needs_cli
 def test_e2e_dfew_16f_and_original_mp4(tmp_path: Path) -> None:
     """Unpadded 1..16.jpg names, a label-0 row, an extra nesting level; then the same clips as mp4 (PyAV)
     read through decord (variant=original)."""
@@ -70,7 +58,6 @@ def test_e2e_dfew_16f_and_original_mp4(tmp_path: Path) -> None:
     _report(tmp_path, work, 2)
 
 
-@needs_cli
 def test_e2e_ferv39k(tmp_path: Path) -> None:
     work = tmp_path / "work"
     work.mkdir()
@@ -78,7 +65,6 @@ def test_e2e_ferv39k(tmp_path: Path) -> None:
     _report(tmp_path, work, 1)
 
 
-@needs_cli
 def test_e2e_mafw_png(tmp_path: Path) -> None:
     work = tmp_path / "work"
     work.mkdir()
@@ -86,10 +72,9 @@ def test_e2e_mafw_png(tmp_path: Path) -> None:
     _report(tmp_path, work, 1)
 
 
-@needs_cli
 def test_run_with_wrong_root_is_one_line(tmp_path: Path) -> None:
     """A FERV39k root given for dfew: one line saying what the root looks like, exit 2, no traceback."""
     ferv = write_ferv39k(tmp_path, per_class=0)
-    run = bench(["run", "-m", "r3d18", "-d", "dfew", "--fold", "1", "--root", str(ferv), *RUN], tmp_path, _env(tmp_path))
+    run = bench(["run", "-m", "test_tiny", "-d", "dfew", "--fold", "1", "--root", str(ferv), *RUN], tmp_path, _env(tmp_path))
     out = run.stdout + run.stderr
     assert run.returncode == 2 and "Traceback" not in out and "looks like FERV39k" in " ".join(out.split())

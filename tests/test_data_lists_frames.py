@@ -71,7 +71,7 @@ def test_read_frames_matches_decode(tmp_path: Path) -> None:
     np.testing.assert_array_equal(clip, ref)
     with pytest.raises(DataError) as e:
         fr.read_frames(tmp_path, [0, 9])
-    one_line(e, "out of range", "--refresh")
+    one_line(e, "out of range", "bench data check")
 
 
 def test_png_frames(tmp_path: Path) -> None:

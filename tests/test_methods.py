@@ -1,4 +1,5 @@
-"""Every registered method: builds, trains one step, and its cost is counted consistently.
+"""Every registered method: builds, trains one step, its cost is counted consistently, and every method x
+dataset x protocol resolves to a valid spec (no model build). Also the one-file contract of `methods/`.
 
 FLOPs are counted twice, by fvcore and by torch's FlopCounterMode / 2; they must agree within 3% for every
 method, and attention must be visible to the counter for methods that declare it. Methods are checked at
@@ -8,13 +9,18 @@ keep CI short; tests/test_ifdd.py checks IFDD's exact counts at its released inp
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
+
 import pytest
 import torch
 
+import bench.methods
+from bench.api import FAMILIES, build_model
+from bench.losses import criterion_for
 from bench.profile import count_macs
-from bench.registry import METHODS
+from bench.registry import DATASETS, METHODS
 from bench.spec import resolve_spec
-from bench.train import soft_target_ce
 
 
 def _test_input(name: str) -> tuple[int, int]:
@@ -26,18 +32,17 @@ def _test_input(name: str) -> tuple[int, int]:
 def test_builds_trains_and_counts_consistently(name):
     info = METHODS.get(name)
     frames, size = _test_input(name)
-    model = info.build(num_classes=5, frames=frames, size=size)
+    model = build_model(info, 5, frames, size)
 
     # one training step through the method's own criterion, as the trainer calls it
-    criterion = (info.criterion or soft_target_ce)(resolve_spec(name, "synthetic"))
-    x = torch.rand(2, 3, frames, 32 if size > 64 else size, 32 if size > 64 else size)
-    if name.split(".")[0] == "ifdd":
-        x = torch.rand(2, 3, frames, size, size)
+    criterion = criterion_for(info, resolve_spec(name, "synthetic"))
+    side = size if name.split(".")[0] == "ifdd" or size <= 64 else 32
+    x = torch.rand(2, 3, frames, side, side)
     targets = torch.nn.functional.one_hot(torch.tensor([0, 3]), 5).float()
     model.train()
     loss, parts = criterion(model(x), targets)
     loss.backward()
-    assert torch.isfinite(loss) and parts
+    assert torch.isfinite(loss) and loss.dtype == torch.float32 and parts
     grads = [p.grad for p in model.parameters() if p.requires_grad and p.grad is not None]
     assert grads and all(torch.isfinite(g).all() for g in grads)
     model.eval()
@@ -59,7 +64,45 @@ def test_baseline_sizes_match_dfer_tables(name, params_m, gmacs):
 
     The tables' 7.78 G leaves the LSTM out (fvcore skips aten::lstm); our profile counts its 0.03 G, hence
     the 0.5% tolerance."""
-    model = METHODS.get(name).build(num_classes=7)
+    model = build_model(name, 7)
     params = sum(p.numel() for p in model.parameters())
     assert abs(params / 1e6 - params_m) < 0.01
     assert abs(count_macs(model, (3, 16, 112, 112))["gmacs_fvcore"] / gmacs - 1) < 0.005
+
+
+def _pairs():
+    for name in METHODS.names():
+        info = METHODS.get(name)
+        for dataset in DATASETS.names():
+            for protocol in info.recipe.protocols or ["default"]:
+                yield name, dataset, protocol
+
+
+def test_every_method_dataset_protocol_resolves():
+    """A typo in any per-dataset or per-protocol override (an unknown key, a bad value, a model.kwargs key the
+    builder does not take) fails here instead of when that pair is first run."""
+    count = 0
+    for name, dataset, protocol in _pairs():
+        spec = resolve_spec(name, dataset, protocol=protocol)
+        assert spec.method == name and spec.dataset == dataset and spec.protocol == protocol
+        assert spec.fold in DATASETS.get(dataset).folds
+        count += 1
+    assert count >= len(METHODS) * len(DATASETS)
+
+
+def test_each_method_file_is_one_module_that_registers():
+    """Adding a method is adding one file: every public module of methods/ is imported and registers at least
+    one method; every registration carries a known family, a paper and an input."""
+    modules = {m.name for m in pkgutil.iter_modules(bench.methods.__path__) if not m.name.startswith("_")}
+    assert modules == set(bench.methods.MODULES)
+    by_module = {}
+    for name in METHODS.names():
+        by_module.setdefault(METHODS.get(name).build.__module__.rsplit(".", 1)[-1], []).append(name)
+    for mod in modules:
+        importlib.import_module(f"bench.methods.{mod}")
+        assert by_module.get(mod), f"methods/{mod}.py registers no method"
+    for name in METHODS.names():
+        info = METHODS.get(name)
+        assert info.family in FAMILIES and info.paper.title and info.paper.year > 1990
+        if info.variant_of:
+            assert info.variant_of in METHODS and (info.kwargs or info.loss)

@@ -178,19 +178,20 @@ def test_bad_precision():
 
 
 def test_profile_method_and_table():
-    from bench.api import InputSpec, register_method
+    from bench.api import InputSpec, Paper, Recipe, register_method
     from bench.registry import METHODS
 
     name = "_test_profile_tiny3d"
     if name not in METHODS:
-        @register_method(name, family="3D CNN", input=InputSpec(frames=4, size=16), test_views="2 clips x 3 crops",
-                         paper="test")
-        def _build(num_classes: int = 7, frames: int = 4, size: int = 16, **kw):
+        @register_method(name, family="test", input=InputSpec(frames=4, size=16), paper=Paper("t", "t", "t", 2026),
+                         recipe=Recipe(defaults={"data": {"test_views": 2, "test_crops": 3}}))
+        def _build(num_classes: int, frames: int, size: int):
             return TinyC3D(num_classes)
 
     prof = P.profile_method(name, num_classes=11, latency=False)
     assert prof["method"] == name and prof["input_shape"] == [3, 4, 16, 16]
-    assert prof["views_per_video"] == 6.0 and prof["views_source"] == "method test_views"
+    assert prof["views_per_video"] == 6.0 and prof["views_source"] == "recipe test views"
+    assert prof["test_views"] == "2 clips x 3 crops"
     assert prof["params_total"] == (8 * 3 * 27 + 8) + 16 + 16 * 8 * 27 + 16 * 11 + 11
     lat = P.profile_model(TinyC3D(), (3, 4, 16, 16), iters=2, warmup_iters=1, warmup_s=0.0, throughput_batch=2)
     json.dumps([prof, lat], allow_nan=False)

@@ -12,24 +12,23 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bench.errors import BenchError
 from bench.metrics import compute_metrics
 from bench.report import REPO_ROOT, pareto_front, write_report
+from bench.spec import resolve_spec
+from bench.store import run_dir, run_result, write_result
+from tests.conftest import bench_cli
 
 DFEW_CLASSES = ["happy", "sad", "neutral", "angry", "surprise", "disgust", "fear"]
 FERV_CLASSES = ["angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"]
 LITERATURE = REPO_ROOT / "results" / "reference" / "literature.csv"
 
 
-def _spec(method: str, dataset: str, fold, seed: int, selection: str, lr: float = 1e-3) -> dict:
-    return {"method": method, "dataset": dataset, "fold": fold, "seed": seed, "protocol": "default",
-            "data": {"frames": 16, "size": 112, "root": f"/data/{seed}", "workers": 2},
-            "optim": {"lr": lr}, "reg": {}, "train": {"epochs": 3, "selection": selection, "device": "cpu"},
-            "model": {"init": "scratch"}}
-
-
 def _write_run(root: Path, method: str, dataset: str, fold, seed: int, classes: list[str], *,
                selection: str = "last", acc: float = 0.5, params: int = 33_000_000, gmacs: float = 8.1,
                schema_version: int = 1, lr: float = 1e-3) -> dict:
+    """A completed run written through the store's own schema (bench.store.run_result / write_result), with
+    predictions drawn at accuracy `acc`."""
     rng = np.random.default_rng(zlib.crc32(f"{method}{dataset}{fold}{seed}{selection}".encode()))
     k = len(classes)
     y = rng.integers(0, k, 300)
@@ -37,31 +36,22 @@ def _write_run(root: Path, method: str, dataset: str, fold, seed: int, classes: 
         y[y == k - 1] = 0  # class "fear" absent from this fold's test set
     pred = np.where(rng.random(300) < acc, y, rng.integers(0, k, 300))
     m = compute_metrics(y, pred, classes)
-    run_id = f"{method}-{dataset}-f{fold or 0}-s{seed}-{selection[:4]}{int(lr * 1e4)}"
-    rdir = root / "runs" / dataset / method / run_id
-    rdir.mkdir(parents=True)
-    result = {
-        "schema_version": schema_version, "run_id": run_id, "status": "completed",
-        "created_at": "2025-01-01T00:00:00+00:00", "duration_s": 12.5,
-        "method": method, "family": "3D CNN", "parent": None, "dataset": dataset, "fold": fold, "seed": seed,
-        "protocol_name": "default", "config_hash": "c" * 64,
-        "spec": _spec(method, dataset, fold, seed, selection, lr),
-        "protocol": {"frames": 16, "size": 112, "sampler": "segment", "stride": 1, "test_temporal": "uniform",
-                     "test_views": 1, "test_crops": 1, "views_per_video": 1.0, "aggregate": "mean_logits",
-                     "selection": selection, "selection_metric": "uar", "selected_epoch": 2, "epochs": 3,
-                     "init": {"kind": "scratch", "path": None, "sha256": None}},
-        "metrics": {**m, "epoch": 2, "split": "test"},
-        "metrics_last": None,
-        "profile": {"params_total": params, "params_trainable": params, "gmacs": gmacs, "gmacs_fvcore": gmacs,
-                    "gmacs_flopcounter": gmacs * 0.99, "views_per_video": 1.0, "gmacs_per_video": gmacs,
-                    "latency": None},
-        "env": {"torch": "2.x", "cuda": None, "device": "cpu", "git_commit": None, "git_dirty": False,
-                "manifest_sha256": "0" * 64, "python": "3.11", "host": "test"},
-        "data": {"n_train": 1000, "n_val": 0, "n_test": 300, "skipped": []},
-        "artifacts": {"predictions": "predictions.npz", "metrics_log": "metrics.jsonl",
-                      "checkpoint": "checkpoints/last.pt"},
-    }
-    (rdir / "result.json").write_text(json.dumps(result))
+    spec = resolve_spec(method, dataset, fold=fold, seed=seed, flags={
+        "train": {"epochs": 3, "selection": selection, "device": "cpu"}, "optim": {"lr": lr},
+        "data": {"root": f"/data/{seed}", "workers": 2}})
+    profile = {"params_total": params, "params_trainable": params, "gmacs": gmacs, "gmacs_fvcore": gmacs,
+               "gmacs_flopcounter": gmacs * 0.99, "views_per_video": 1.0, "gmacs_per_video": gmacs, "latency": None}
+    result = run_result(spec=spec, family="3D CNN", variant_of=None, duration_s=12.5, selected_epoch=2,
+                        views_per_video=1.0, init={"kind": "scratch", "label": "scratch", "path": None, "sha256": None},
+                        metrics={**m, "epoch": 2, "split": "test"}, metrics_last=None, profile=profile,
+                        env={"torch": "2.x", "device": "cpu", "manifest_sha256": "0" * 64},
+                        data={"n_train": 1000, "n_val": 0, "n_test": 300, "skipped": []})
+    rdir = run_dir(root, spec)
+    if schema_version == 1:
+        write_result(rdir, result)
+    else:
+        rdir.mkdir(parents=True)
+        (rdir / "result.json").write_text(json.dumps({**result, "schema_version": schema_version}))
     with open(rdir / "metrics.jsonl", "w") as f:
         for ep in range(3):
             ev = {"split": "test", "uar": m["uar"] * (0.8 + 0.1 * ep), "war": m["war"]}
@@ -253,13 +243,46 @@ def test_formats_and_no_plots(tmp_path, report):
         res = write_report(report["root"], out, formats=("csv",), plots=False, literature=LITERATURE)
     assert not (out / "plots").exists() and not list(out.glob("tables/*.md"))
     assert (out / "tables" / "dfew.csv").is_file() and res["n_runs"] == len(report["runs"])
-    with pytest.raises(ValueError):
+    with pytest.raises(BenchError, match="xlsx"):
         write_report(report["root"], out, formats=("xlsx",))
 
 
 def test_empty_results(tmp_path):
+    (tmp_path / "nothing").mkdir()
     res = write_report(tmp_path / "nothing", tmp_path / "out", literature=LITERATURE)
     assert res["runs"] == [] and Path(res["manifest"]).is_file()
+    with pytest.raises(BenchError, match="results directory not found"):
+        write_report(tmp_path / "absent", tmp_path / "out", literature=LITERATURE)
+
+
+def test_folds_differing_only_in_non_semantic_keys_form_one_row(tmp_path):
+    """augment_on / workers / device / root do not change results (spec.NON_SEMANTIC, the run-id rule): folds run
+    with different values of them are one complete row, not several INCOMPLETE ones."""
+    for fold, where in zip(range(1, 6), ["worker", "device", "auto", "worker", "device"], strict=True):
+        spec = resolve_spec("r3d18", "dfew", fold=fold, sets=[f"data.augment_on={where}", f"data.workers={fold}",
+                                                              f"train.device={'cpu' if fold % 2 else 'cuda'}"])
+        m = compute_metrics([0, 1, 2], [0, 1, 1], DFEW_CLASSES)
+        write_result(run_dir(tmp_path, spec), run_result(
+            spec=spec, family="3D CNN", variant_of=None, duration_s=1, selected_epoch=1, views_per_video=1.0,
+            init={"kind": "scratch", "label": "scratch"}, metrics={**m, "epoch": 1}, metrics_last=None, profile={},
+            env={}, data={}))
+    bench_cli(["report", "--results", str(tmp_path), "--out", str(tmp_path / "out"), "--no-plots"], tmp_path,
+              check=True)
+    rows = _read_csv(tmp_path / "out" / "tables" / "dfew.csv")
+    assert len(rows) == 1 and rows[0]["complete"] == "True" and rows[0]["n_folds"] == "5"
+
+
+def test_reference_literature_is_the_shared_copy():
+    """results/reference/literature.csv is kept in sync with the project's reference file (../shared/reference);
+    under CI the reference must be there."""
+    import os
+
+    shared = next((p for p in (REPO_ROOT.parent / "shared" / "reference" / "literature.csv",
+                               Path("/work/shared/reference/literature.csv")) if p.is_file()), None)
+    if shared is None:
+        assert not os.environ.get("CI"), "CI needs ../shared/reference/literature.csv"
+        pytest.skip("no shared reference copy on this machine")
+    assert LITERATURE.read_bytes() == shared.read_bytes()
 
 
 def test_pareto_front():

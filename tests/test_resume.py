@@ -14,9 +14,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-ARGS = ["run", "-m", "r3d18", "-d", "synthetic", "--fold", "1", "--epochs", "3", "--batch-size", "4", "--workers", "0",
-        "--no-latency", "--no-progress", "--set", "data.options.clips_per_class=6", "--set", "data.options.folds=2",
-        "--set", "data.options.resolution=32", "--set", "data.size=32", "--set", "data.frames=8",
+# test_tiny at width 48 on 48² clips: a few seconds per epoch, long enough to be killed inside epoch 2
+ARGS = ["run", "-m", "test_tiny", "-d", "synthetic", "--fold", "1", "--epochs", "3", "--batch-size", "4", "--workers", "0",
+        "--no-latency", "--no-progress", "--set", "data.options.clips_per_class=8", "--set", "data.options.folds=2",
+        "--set", "data.options.resolution=48", "--set", "data.size=48", "--set", "data.frames=8",
+        "--set", "model.kwargs.width=48",
         "--set", "train.deterministic=true", "--set", "reg.mixup_alpha=0.8", "--set", "reg.cutmix_alpha=1.0"]
 
 
@@ -41,6 +43,7 @@ def straight(tmp_path_factory, data_home) -> Path:
     return results
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_to_the_same_result(tmp_path, data_home, straight):
     env = _env(data_home)
     expected = json.loads((_run_dir(straight) / "result.json").read_text())
@@ -55,8 +58,7 @@ def test_killed_run_resumes_to_the_same_result(tmp_path, data_home, straight):
             log = found[0] if found else None
         if log is not None and log.is_file() and len(log.read_text().splitlines()) >= 1:
             break
-        time.sleep(0.05)
-    time.sleep(0.5)
+        time.sleep(0.02)
     assert proc.poll() is None, "run finished before it could be killed; make it longer"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
@@ -77,6 +79,7 @@ def test_killed_run_resumes_to_the_same_result(tmp_path, data_home, straight):
     np.testing.assert_array_equal(a["logits"], b["logits"])
 
 
+@pytest.mark.slow
 def test_augmentation_on_the_device_trains_the_same_model(tmp_path, data_home):
     """--set data.augment_on=device (workers decode, the trainer crops/flips/jitters the batch): same run id,
     same losses, metrics and logits as augmenting in the workers, and the result records where it ran."""
@@ -110,17 +113,17 @@ def test_same_spec_on_changed_data_is_refused_not_reused(tmp_path, monkeypatch):
     monkeypatch.setenv("DFER_DATA_HOME", str(tmp_path / "data"))
     sets = ["data.options.clips_per_class=4", "data.options.folds=2", "data.options.resolution=32", "data.size=32",
             "data.frames=4", "train.epochs=1", "train.batch_size=4", "data.workers=0"]
-    spec = resolve_spec("static_r18", "synthetic", fold=1, sets=sets)
+    spec = resolve_spec("test_tiny", "synthetic", fold=1, sets=sets)
     first = run(spec, tmp_path / "results", progress=False, profile_latency=False)
     assert run(spec, tmp_path / "results", progress=False, profile_latency=False) == first  # same data: skipped
 
     monkeypatch.setitem(S.DEFAULTS, "intensity", S.DEFAULTS["intensity"] + 0.5)
-    assert resolve_spec("static_r18", "synthetic", fold=1, sets=sets).run_id == spec.run_id
+    assert resolve_spec("test_tiny", "synthetic", fold=1, sets=sets).run_id == spec.run_id
     with pytest.raises(BenchError) as e:
         run(spec, tmp_path / "results", progress=False, profile_latency=False)
     msg = str(e.value)
     assert "\n" not in msg and "result.json: computed on other data" in msg and "move " in msg
 
-    (tmp_path / "results" / "runs" / "synthetic" / "fold1" / "static_r18" / spec.run_id / "result.json").unlink()
+    (tmp_path / "results" / "runs" / "synthetic" / "fold1" / "test_tiny" / spec.run_id / "result.json").unlink()
     with pytest.raises(BenchError, match="last.pt: computed on other data"):
         run(spec, tmp_path / "results", progress=False, profile_latency=False)

@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import bench_cli
 
 TINY = ["--set", "data.options.clips_per_class=4", "--set", "data.options.folds=2", "--set", "data.options.resolution=32",
@@ -17,24 +19,26 @@ def _results(root: Path) -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted((root / "results" / "runs").rglob("result.json"))]
 
 
+@pytest.mark.slow
 def test_sweep_runs_each_spec_once(tmp_path, data_home):
     env = {"DFER_DATA_HOME": str(data_home)}
-    bench_cli(["sweep", "--methods", "r3d18", "--datasets", "synthetic", "--folds", "1", "--backend", "local",
+    bench_cli(["sweep", "--methods", "test_tiny", "--datasets", "synthetic", "--folds", "1", "--backend", "local",
                "--epochs", "1", *TINY], tmp_path, env, check=True)
     assert [r["fold"] for r in _results(tmp_path)] == [1]
-    proc = bench_cli(["sweep", "--methods", "r3d18", "--datasets", "synthetic", "--folds", "1,2", "--backend", "debug",
+    proc = bench_cli(["sweep", "--methods", "test_tiny", "--datasets", "synthetic", "--folds", "1,2", "--backend", "debug",
                       "--epochs", "1", *TINY], tmp_path, env, check=True)
     assert "1 already completed" in proc.stdout
     runs = _results(tmp_path)
     assert sorted(r["fold"] for r in runs) == [1, 2] and len({r["run_id"] for r in runs}) == 2
-    plan = bench_cli(["sweep", "--methods", "r3d18", "--datasets", "synthetic", "--folds", "1,2", "--dry-run",
+    plan = bench_cli(["sweep", "--methods", "test_tiny", "--datasets", "synthetic", "--folds", "1,2", "--dry-run",
                       "--epochs", "1", *TINY], tmp_path, env, check=True)
     assert "2 already completed" in plan.stdout
 
 
+@pytest.mark.slow
 def test_one_run_on_two_processes_with_torchrun(tmp_path, data_home):
     env = {"DFER_DATA_HOME": str(data_home), "OMP_NUM_THREADS": "1"}
-    bench_cli(["run", "-m", "r3d18", "-d", "synthetic", "--fold", "1", "--epochs", "1", "--gpus", "2",
+    bench_cli(["run", "-m", "test_tiny", "-d", "synthetic", "--fold", "1", "--epochs", "1", "--gpus", "2",
                "--device", "cpu", "--no-latency", "--no-progress", *TINY], tmp_path, env, check=True)
     (result,) = _results(tmp_path)
     assert result["status"] == "completed" and result["data"]["n_test"] > 0
@@ -51,7 +55,7 @@ def test_sweep_does_not_skip_a_result_computed_on_other_data(tmp_path, monkeypat
 
     monkeypatch.setenv("DFER_DATA_HOME", str(tmp_path / "data"))
     sets = TINY[1::2]
-    args = (["static_r18"], ["synthetic"], "1", [0], {"train": {"epochs": 1}}, sets, tmp_path / "results")
+    args = (["test_tiny"], ["synthetic"], "1", [0], {"train": {"epochs": 1}}, sets, tmp_path / "results")
     plan = make_plan(*args)
     assert not plan[0].done
     execute_plan(plan, backend="debug", results=tmp_path / "results")

@@ -172,9 +172,9 @@ def test_default_counts_are_registered():
     info = DATASETS.get("synthetic")
     assert info.generated and info.env_var == "DFER_SYNTHETIC_ROOT" and info.default_root == "synthetic"
     assert info.classes == ("happy", "sad", "neutral", "angry", "surprise", "disgust", "fear")
-    assert S.official_counts_for("single", {}) == info.official_counts == {k: (420, 210) for k in (1, 2, 3)}
-    assert S.official_counts_for("single", SMALL) == {k: (28, 14) for k in (1, 2, 3)}
-    assert S.official_counts_for("single", {"clips_per_class": 6, "folds": 2}) == {1: (21, 21), 2: (21, 21)}
+    assert S.official_counts_for({}) == info.official_counts == {k: (420, 210) for k in (1, 2, 3)}
+    assert S.official_counts_for(SMALL) == {k: (28, 14) for k in (1, 2, 3)}
+    assert S.official_counts_for({"clips_per_class": 6, "folds": 2}) == {1: (21, 21), 2: (21, 21)}
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """`bench data check`: walk a dataset as laid out on disk and say, per fold and split, whether it is usable.
 
 For every fold it builds the manifest with the bad-clip policy set to collect (never raise), verifying every
-frame cheaply (end-of-image markers, zero-byte files; `deep` decodes every frame), then reports clips found
+frame cheaply (end-of-image markers, zero-byte files; `deep` decodes every frame) on disk every time: a frame
+truncated or replaced since the last check is found, whatever the manifest cache says, then reports clips found
 against the official counts, missing / empty / corrupt clips, short clips, dropped label-0 rows, and the
 fatal list problems (a label outside the class list, a path escaping the root, a clip in both train and
 test, a root that belongs to another dataset). Building the manifests also writes the manifest cache, so
@@ -10,7 +11,6 @@ the runs that follow start instantly. Usable = every fold built and no bad clip 
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, field
 
 from bench.api import DatasetInfo
@@ -45,13 +45,10 @@ class FoldReport:
 
 
 def expected_counts(info: DatasetInfo, options: dict) -> dict:
-    """Official counts; a module may refine them by option (MAFW with_caption lists)."""
-    mod = sys.modules.get(info.build_manifest.__module__)
-    fn = getattr(mod, "official_counts_for", None)
-    if fn is not None:
-        kind = "compound" if info.name.endswith("compound") else "single"
+    """Official counts; a dataset may refine them by option (MAFW with_caption lists, synthetic knobs)."""
+    if info.counts_for is not None:
         try:
-            return fn(kind, options)
+            return info.counts_for(options)
         except (KeyError, TypeError):
             pass
     return dict(info.official_counts)
@@ -59,7 +56,7 @@ def expected_counts(info: DatasetInfo, options: dict) -> dict:
 
 def check_dataset(name: str, root: str | None = None, folds: list[int | None] | None = None,
                   options: dict | None = None, *, short: int = 16, deep: bool = False,
-                  refresh: bool = False, max_problems: int = 20) -> dict:
+                  max_problems: int = 20) -> dict:
     """The check report as a JSON-able dict (see module doc). Raises DataError only for a missing root."""
     info = DATASETS.get(name)
     options = dict(options or {})
@@ -78,7 +75,7 @@ def check_dataset(name: str, root: str | None = None, folds: list[int | None] | 
     for f in want:
         fold = None if info.folds == (None,) else f
         rep = FoldReport(fold)
-        opts = {**options, "_collect": True, "verify": "deep" if deep else "tail", "refresh": refresh}
+        opts = {**options, "_collect": True, "verify": "deep" if deep else "tail", "refresh": True}
         try:
             m = info.build_manifest(root_path, fold, opts)
         except BenchError as e:

@@ -165,7 +165,7 @@ def read_frames(clip_dir: Path, indices: list[int], frames: list[Path] | None = 
     if bad:
         raise DataError(
             f"{clip_dir}: frame index {bad[0]} out of range, the folder now has {n} frames; the manifest cache "
-            "is stale: run bench data check --refresh"
+            "is stale: run bench data check"
         )
     if not indices:
         raise DataError(f"{clip_dir}: no frame indices requested")
@@ -202,7 +202,7 @@ def read_video(path: Path, indices: list[int]) -> np.ndarray:
     n = len(vr)
     bad = [i for i in indices if not 0 <= i < n]
     if bad:
-        raise DataError(f"{path}: frame index {bad[0]} out of range ({n} frames); run bench data check --refresh")
+        raise DataError(f"{path}: frame index {bad[0]} out of range ({n} frames); run bench data check")
     try:
         return vr.get_batch(list(indices)).asnumpy()
     except Exception as e:  # noqa: BLE001

@@ -15,7 +15,7 @@ from bench.api import ClipRecord, Manifest
 from bench.data.frames import read_clip
 from bench.data.sampling import sample_test, sample_train
 from bench.data.transforms import collate_frames, eval_transforms, train_frames, train_transform
-from bench.errors import DataError
+from bench.errors import BenchError, DataError, from_worker
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +34,7 @@ class ClipDataset(Dataset):
     def __init__(self, manifest: Manifest, records: list[ClipRecord], cfg, *, train: bool, seed: int = 0,
                  on_bad_clip: str = "error", augment_on: str = "worker"):
         self.root = Path(manifest.root)
+        self.classes = manifest.classes
         self.records = records
         self.cfg = cfg
         self.train = train
@@ -85,6 +86,14 @@ class ClipDataset(Dataset):
             frames, aug = train_frames(clip, self.cfg, rng)
             return {"clip": frames, "aug": aug, "label": rec.label, "video": i, "view": 0}
         return {"clip": train_transform(clip, self.cfg, rng), "label": rec.label, "video": i, "view": 0}
+
+
+def batches(loader: DataLoader):
+    """Iterate a loader; a user error raised in a worker surfaces as its own one line, not a worker traceback."""
+    try:
+        yield from loader
+    except BenchError as e:
+        raise from_worker(e) from None
 
 
 def _worker_init(worker_id: int) -> None:

@@ -1,0 +1,175 @@
+"""`bench report`: tables, plots and a manifest generated from completed runs (never edited by hand).
+
+Why a generated report: every number in a table must be traceable to the `result.json` files it came
+from (listed in `manifest.json`), fold aggregation must follow one convention (the unweighted mean and
+std of per-fold values, DFEW/MAFW style; see `bench.metrics.aggregate_folds`), and numbers quoted from
+papers must sit in their own "reported" columns, never mixed with re-measured ones.
+
+Inputs: `results/runs/**/result.json` (read through `bench.store.load_runs`) with `metrics.jsonl` beside
+each, and `results/reference/literature.csv` (percent; see its README). All accuracies in the outputs
+are percentages. Modules: `aggregate` (rows), `literature` (reported numbers), `tables` (one md/csv/tex
+writer), `plots`, `cost` (latency/throughput/memory per latency key).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.errors import BenchError
+from bench.report.aggregate import SELECTION_LABELS, Group, _pct, group_runs, per_class_rows, summarise_group
+from bench.report.cost import cost_rows, write_cost_tables
+from bench.report.literature import DEFAULT_LITERATURE, REPO_ROOT, load_literature
+from bench.report.plots import _slug, pareto_front, plot_accuracy_vs_gmacs, plot_confusion, plot_curves
+from bench.report.tables import MAIN_CSV_COLUMNS, _display_rows, _fmt, _write_csv, write_table
+from bench.store import load_runs
+
+__all__ = ["REPO_ROOT", "pareto_front", "write_report"]
+
+FORMATS = ("md", "csv", "tex")
+
+
+def _main_notes(rows: list[dict]) -> list[str]:
+    notes = ["UAR/WAR: mean ± std over folds (unweighted mean of per-fold values; seeds averaged within "
+             "a fold); a single split shows mean ± std over seeds, or the value for one run.",
+             "GMACs: fvcore (MAC convention), one clip at batch 1; GMACs/video multiplies by the test views.",
+             "reported: numbers copied from the literature (results/reference/literature.csv); "
+             "never re-measured."]
+    if any(r["selection"] == "best_on_test" for r in rows):
+        notes.append("BEST ON TEST: the epoch was chosen on the test split (optimistic, as some papers do).")
+    if any(not r["complete"] for r in rows):
+        notes.append("INCOMPLETE: not all folds of the protocol have a completed run.")
+    return notes
+
+
+def _dataset_tables(ds: str, groups: list[Group], rows: list[dict], tables_dir: Path, formats: Sequence[str],
+                    stamp: str) -> list[Path]:
+    """The main table, the per-class table and the per-run CSV of one dataset."""
+    from bench import __version__
+
+    header, disp = _display_rows(rows)
+    header_t, disp_t = _display_rows(rows, tex=True)
+    caption = (f"{ds}: UAR/WAR (%) as mean ± std over folds (unweighted mean of per-fold values), reproduced by "
+               f"dfer-bench {__version__}; reported = published numbers (results/reference/literature.csv). "
+               "GMACs: fvcore, 1 clip, batch 1.")
+    files = write_table(tables_dir, ds, title=ds, header=header, display=disp, rows=rows, columns=MAIN_CSV_COLUMNS,
+                        formats=formats, stamp=stamp, notes=_main_notes(rows), caption=caption, tex_display=disp_t,
+                        raw_cols=(header_t.index("UAR (%)"), header_t.index("WAR (%)")))
+
+    pc_rows, all_classes = [], []
+    for g, r in zip(groups, rows, strict=True):
+        classes, rec = per_class_rows(g)
+        all_classes += [c for c in classes if c not in all_classes]
+        pc_rows.append({"method": g.method, "protocol": r["protocol"], "selection": r["selection"],
+                        "variant": g.variant, "n_folds": r["n_folds"], **rec, "uar_mean": r["uar_mean"]})
+    pc_disp = [[r["method"], r["protocol"], SELECTION_LABELS.get(r["selection"], r["selection"]), r["variant"],
+                str(r["n_folds"]), *[_fmt(r.get(c)) for c in all_classes], _fmt(r["uar_mean"])] for r in pc_rows]
+    files += write_table(tables_dir, f"{ds}_per_class", title=f"{ds}: per-class recall (%), mean over folds",
+                         header=["method", "protocol", "selection", "cfg", "folds", *all_classes, "UAR"],
+                         display=pc_disp, rows=pc_rows,
+                         columns=["method", "protocol", "selection", "variant", "n_folds", *all_classes, "uar_mean"],
+                         formats=formats, stamp=stamp)
+
+    fold_rows = []  # per-run rows (always CSV: the raw material of the table)
+    for g in groups:
+        for run in g.runs:
+            m = run["metrics"]
+            fold_rows.append({
+                "run_id": run.run_id, "method": g.method, "protocol": run.get("protocol_name", ""),
+                "variant": g.variant, "fold": run.get("fold"), "seed": run.get("seed"),
+                "uar": _pct(m["uar"]), "war": _pct(m["war"]), "epoch": m.get("epoch"),
+                "selection": (run.get("protocol") or {}).get("selection", ""),
+                "n_test": m.get("n_test"), "config_hash": run.get("config_hash", ""), "result_json": str(run.path),
+            })
+    p = tables_dir / f"{ds}_folds.csv"
+    _write_csv(p, fold_rows, list(fold_rows[0].keys()))
+    return [*files, p]
+
+
+def _dataset_plots(ds: str, groups: list[Group], plots_dir: Path) -> list[Path]:
+    files = []
+    per_method: dict[str, int] = {}
+    for g in groups:
+        per_method[g.method] = per_method.get(g.method, 0) + 1
+    for g in groups:
+        cms = [np.asarray(r["metrics"]["confusion"]) for r in g.runs if r["metrics"].get("confusion")]
+        if not cms or len({c.shape for c in cms}) != 1:
+            continue
+        classes = list(g.first["metrics"].get("classes") or range(cms[0].shape[0]))
+        name = g.method if per_method[g.method] == 1 else \
+            f"{g.method}_{_slug(g.first.get('protocol_name', ''))}_{g.selection}_{g.variant}"
+        title = f"{ds} / {g.label()}: recall-normalised, summed over {len(cms)} run(s)"
+        files.append(plot_confusion(sum(cms), [str(c) for c in classes], title,
+                                    plots_dir / f"confusion_{_slug(ds)}_{_slug(name)}.png"))
+    p = plot_curves(groups, ds, plots_dir / f"curves_{_slug(ds)}.png")
+    return files + ([p] if p else [])
+
+
+def write_report(results_dir: Path = Path("results"), out_dir: Path = Path("reports"),
+                 formats: Sequence[str] = FORMATS, plots: bool = True,
+                 literature: Path | None = None) -> dict[str, Any]:
+    """Generate tables, plots and manifest.json from every completed run; returns what was written and used.
+
+    `literature` defaults to results_dir/reference/literature.csv, else the repository's copy.
+    """
+    from bench import __version__
+
+    results_dir, out_dir = Path(results_dir), Path(out_dir)
+    if not results_dir.is_dir():
+        raise BenchError(f"{results_dir}: results directory not found; pass --results DIR (a folder holding runs/, "
+                         "e.g. results or results/examples)")
+    formats = tuple(formats)
+    unknown = set(formats) - set(FORMATS)
+    if unknown:
+        raise BenchError(f"unknown report formats {sorted(unknown)}; choose from {', '.join(FORMATS)}")
+    if literature is None:
+        local = results_dir / "reference" / "literature.csv"
+        literature = local if local.is_file() else DEFAULT_LITERATURE
+    lit_rows = load_literature(literature)
+
+    runs, skipped = load_runs(results_dir)
+    groups_by_ds = group_runs(runs)
+    tables_dir, plots_dir = out_dir / "tables", out_dir / "plots"
+    tables_dir.mkdir(parents=True, exist_ok=True)
+    files: list[Path] = []
+    stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    rows_by_ds: dict[str, list[dict]] = {}
+    tables: dict[str, list[dict]] = {}
+    for ds, groups in groups_by_ds.items():
+        rows = [summarise_group(g, lit_rows) for g in groups]
+        rows_by_ds[ds] = rows
+        tables[ds] = [{k: r[k] for k in ("method", "protocol", "selection", "variant", "uar_mean", "uar_std",
+                                         "war_mean", "war_std", "n_folds", "n_folds_expected", "complete",
+                                         "run_ids")} for r in rows]
+        files += _dataset_tables(ds, groups, rows, tables_dir, formats, stamp)
+    files += write_cost_tables(cost_rows(runs, results_dir), tables_dir, stamp)
+
+    if plots and runs:
+        plots_dir.mkdir(parents=True, exist_ok=True)
+        p = plot_accuracy_vs_gmacs(rows_by_ds, plots_dir / "accuracy_vs_gmacs.png")
+        files += [p] if p else []
+        for ds, groups in groups_by_ds.items():
+            files += _dataset_plots(ds, groups, plots_dir)
+
+    used = [{"run_id": r.run_id, "result_json": str(r.path), "config_hash": r.get("config_hash", ""),
+             "dataset": r["dataset"], "method": r["method"], "fold": r.get("fold"), "seed": r.get("seed")}
+            for r in runs]
+    lit_sha = hashlib.sha256(Path(literature).read_bytes()).hexdigest() if Path(literature).is_file() else None
+    manifest = {
+        "generated_at": stamp, "generator": "bench report", "dfer_bench_version": __version__,
+        "results_dir": str(results_dir), "run_ids": [u["run_id"] for u in used], "runs": used, "skipped": skipped,
+        "literature": {"path": str(literature), "sha256": lit_sha}, "tables": tables,
+        "files": [str(f.relative_to(out_dir)) for f in files],
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    mpath = out_dir / "manifest.json"
+    mpath.write_text(json.dumps(manifest, indent=2, default=str, allow_nan=False) + "\n")
+    files.append(mpath)
+    return {"out_dir": str(out_dir), "files": [str(f) for f in files], "runs": [u["run_id"] for u in used],
+            "n_runs": len(used), "skipped": skipped, "datasets": sorted(groups_by_ds), "manifest": str(mpath)}
