@@ -94,6 +94,20 @@ class Recipe:
     default_protocol: str = "default"
 
 
+@dataclass(frozen=True)
+class PretrainSpec:
+    """Self-supervised pre-training a method defines (`bench pretrain`): `build(frames, size, **kwargs)` returns a
+    module whose forward(clips) returns {"loss": scalar, "parts": {name: float}} (train mode); its state_dict
+    keys are those of the official pre-training checkpoint, so the method's weights source `loads_with` starts
+    the method from a `bench pretrain` checkpoint exactly as from the official file. `recipe` is in RunSpec
+    shape (optim/train/data/model.kwargs), resolved like a method recipe (defaults, datasets, ...)."""
+
+    build: Callable[..., Any]
+    loads_with: str
+    recipe: Recipe = field(default_factory=Recipe)
+    description: str = ""
+
+
 # criterion(spec) -> callable(outputs, soft_targets) -> (loss tensor, {part name: float}); see bench.losses
 CriterionFactory = Callable[[Any], Callable[[Any, "torch.Tensor"], tuple["torch.Tensor", dict[str, float]]]]
 
@@ -119,6 +133,8 @@ class MethodInfo:
     description: str = ""
     uses_attention: bool = False  # profile tests then require matmul/bmm in the FLOP breakdown
     test_views_note: str = ""  # protocol detail the resolved data spec cannot say (e.g. released quirks)
+    pretrain: PretrainSpec | None = None  # `bench pretrain` objective (in-domain self-supervised pre-training)
+    zero_shot: bool = False  # evaluable with no training (`bench eval --zero-shot`): text-prompted methods
 
     @property
     def parent(self) -> str | None:
@@ -146,6 +162,8 @@ def register_method(
     description: str = "",
     uses_attention: bool = False,
     test_views_note: str = "",
+    pretrain: PretrainSpec | None = None,
+    zero_shot: bool = False,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Decorator: register `fn(num_classes, frames, size, **kwargs) -> nn.Module` as method `name`."""
 
@@ -155,6 +173,7 @@ def register_method(
             name=name, family=family, build=fn, input=input, paper=paper, recipe=recipe or Recipe(),
             weights=dict(weights or {}), criterion=criterion, literature=tuple(literature),
             needs_pretrained=needs_pretrained, uses_attention=uses_attention, test_views_note=test_views_note,
+            pretrain=pretrain, zero_shot=zero_shot,
             description=description or (fn.__doc__ or "").strip().split("\n")[0]))
         return fn
 
@@ -174,9 +193,14 @@ def register_variant(name: str, *, variant_of: str, description: str, kwargs: di
 
 
 def build_model(method: str | MethodInfo, num_classes: int, frames: int | None = None, size: int | None = None,
-                **kwargs: Any) -> nn.Module:
-    """Build a registered method at its own input (or `frames`/`size`), with a variant's fixed arguments."""
+                class_names: Sequence[str] | None = None, **kwargs: Any) -> nn.Module:
+    """Build a registered method at its own input (or `frames`/`size`), with a variant's fixed arguments. A
+    builder that takes `class_names` (text-prompted methods) gets the dataset's class names."""
+    import inspect
+
     info = METHODS.get(method) if isinstance(method, str) else method
+    if "class_names" in inspect.signature(info.build).parameters:
+        kwargs["class_names"] = tuple(class_names) if class_names else tuple(f"class {i}" for i in range(num_classes))
     return info.build(num_classes=num_classes, frames=frames or info.input.frames, size=size or info.input.size,
                       **{**info.kwargs, **kwargs})
 

@@ -14,7 +14,7 @@ import torch
 from rich.progress import Progress
 
 from bench.api import ClipRecord, logits_of
-from bench.data.loader import ClipDataset, batches, make_loader
+from bench.data.loader import ClipDataset, batches, make_loader, model_inputs
 from bench.metrics import compute_metrics
 
 
@@ -37,7 +37,7 @@ def predict_views(model: torch.nn.Module, dataset: ClipDataset, *, batch_size: i
         clip = batch["clip"].to(device, non_blocking=True)  # B, crops, C, T, H, W
         b, ncrop = clip.shape[:2]
         with autocast_ctx(device, precision):
-            out = logits_of(model(clip.flatten(0, 1)))
+            out = logits_of(model(clip.flatten(0, 1), **model_inputs(batch, device, ncrop)))
         logits.append(out.float().cpu().view(b, ncrop, -1).flatten(0, 1).numpy())
         videos.append(np.repeat(batch["video"].numpy(), ncrop))
         views.append(np.repeat(batch["view"].numpy(), ncrop))

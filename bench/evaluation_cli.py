@@ -59,7 +59,8 @@ def evaluate_checkpoint(checkpoint: Path, *, method: str | None = None, dataset:
     if source is not None and source not in info.weights:
         raise UnknownNameError(f"weights source of {spec.method} (--source)", source, info.weights or {"(none)"})
     manifest = load_manifest(spec)
-    model = build_model(info, len(manifest.classes), spec.data.frames, spec.data.size, **spec.model.kwargs)
+    model = build_model(info, len(manifest.classes), spec.data.frames, spec.data.size, manifest.classes,
+                        **spec.model.kwargs)
     report = load_weights(model, checkpoint, info.weights.get(source) if source else None, source or "state_dict")
     if report.missing or report.mismatched:
         raise BenchError(f"{checkpoint}: does not fit {spec.method} ({len(report.missing)} missing, "

@@ -50,16 +50,32 @@ def _is_no_decay(name: str, param: torch.Tensor) -> bool:
     return param.ndim <= 1 or name.endswith(".bias") or "pos" in name or "token" in name or "rel_pos" in name
 
 
+def param_groups(model: torch.nn.Module, cfg: Any) -> list[dict]:
+    """Trainable parameters grouped by (weight decay, lr scale). `decay_norm_bias=False` (default) exempts norms,
+    biases, tokens and position tables from weight decay, as timm does; `True` decays every parameter (as some
+    released codes do). The lr scale is the `lr_groups` multiplier of the longest matching name prefix times
+    the layer-wise decay factor; `set_lr` multiplies the scheduled lr by it."""
+    from bench.errors import BenchError
+
+    if cfg.layer_decay < 1.0 and not (hasattr(model, "layer_id") and hasattr(model, "num_layers")):
+        raise BenchError(f"optim.layer_decay={cfg.layer_decay}: {type(model).__name__} has no layer_id()/num_layers; "
+                         "use --set optim.layer_decay=1.0")
+    prefixes = sorted(cfg.lr_groups, key=len, reverse=True)
+    groups: dict[tuple[float, float], dict] = {}
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        wd = cfg.weight_decay if cfg.decay_norm_bias or not _is_no_decay(name, p) else 0.0
+        scale = next((float(cfg.lr_groups[k]) for k in prefixes if name.startswith(k)), 1.0)
+        if cfg.layer_decay < 1.0:
+            scale *= cfg.layer_decay ** (model.num_layers + 1 - model.layer_id(name))
+        groups.setdefault((wd, scale), {"params": [], "weight_decay": wd, "lr_scale": scale})["params"].append(p)
+    return list(groups.values())
+
+
 def build_optimizer(model: torch.nn.Module, cfg: Any) -> torch.optim.Optimizer:
-    """AdamW or SGD. `decay_norm_bias=False` (default) exempts norms, biases, tokens and position tables
-    from weight decay, as timm does; `True` decays every parameter (as some released codes do)."""
-    params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    if cfg.decay_norm_bias:
-        groups = [{"params": [p for _, p in params], "weight_decay": cfg.weight_decay}]
-    else:
-        decay = [p for n, p in params if not _is_no_decay(n, p)]
-        no_decay = [p for n, p in params if _is_no_decay(n, p)]
-        groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    """AdamW or SGD over `param_groups(model, cfg)`."""
+    groups = param_groups(model, cfg)
     if cfg.name == "adamw":
         return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps)
     if cfg.name == "sgd":
@@ -69,4 +85,4 @@ def build_optimizer(model: torch.nn.Module, cfg: Any) -> torch.optim.Optimizer:
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
     for g in optimizer.param_groups:
-        g["lr"] = lr
+        g["lr"] = lr * g.get("lr_scale", 1.0)

@@ -49,6 +49,13 @@ class DataCfg:
     # device (workers only decode; crop, flip and colour jitter run batched on the training device: for GPU runs
     # whose loader cannot keep up) | auto (device on CUDA, else worker). Same draws and operations either way.
     augment_on: str = "worker"
+    # clips sampled per training video: 1, or n > 1 for methods that compare differently sampled clips of the
+    # same video (the batch is then (B, n, C, T, H, W)); evaluation is unchanged
+    train_clips: int = 1
+    # extra per-clip inputs a method reads (e.g. landmarks, parsing masks, text): name -> folder (absolute or
+    # relative to the dataset root) holding <clip_id>.npy (one row per frame, sampled at the clip's frame
+    # indices) or <clip_id>.txt (one text per clip); given to the model as forward(x, streams={name: ...})
+    streams: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -61,6 +68,12 @@ class OptimCfg:
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     eps: float = 1e-8
     decay_norm_bias: bool = False
+    # learning-rate multipliers by parameter-name prefix (first match, longest prefix first), e.g. DFER-CLIP's
+    # {"image_encoder.": 1e-3, "prompt_learner.": 0.1}
+    lr_groups: dict = field(default_factory=dict)
+    # ViT layer-wise lr decay (1.0 = off): lr x decay^(num_layers + 1 - layer_id); the model provides
+    # `layer_id(param_name) -> int` (0 = embedding, num_layers + 1 = head) and `num_layers`
+    layer_decay: float = 1.0
     schedule: str = "cosine"  # a name in bench.optim.SCHEDULES
     per_iteration: bool = True
     warmup_epochs: float = 1.0
@@ -93,6 +106,7 @@ class TrainCfg:
     val_fraction: float = 0.0  # carve a stratified val split from train when the dataset has none
     drop_last: bool = True
     compile: bool = False
+    sampler: str = "shuffle"  # shuffle | class_balanced (draw with replacement, weights 1 / class count)
 
 
 @dataclass
@@ -155,7 +169,7 @@ def semantic_view(spec_dict: dict) -> dict:
 
 
 SECTIONS = {"data": DataCfg, "optim": OptimCfg, "reg": RegCfg, "train": TrainCfg, "model": ModelCfg}
-FREE_DICTS = {("data", "options"), ("model", "kwargs"), ("model", "loss")}
+FREE_DICTS = {("data", "options"), ("data", "streams"), ("model", "kwargs"), ("model", "loss"), ("optim", "lr_groups")}
 
 
 def _coerce(value: Any, typ: Any, where: str) -> Any:
@@ -321,6 +335,7 @@ _RANGES = {  # (section, key): (test, what the value must be)
     ("train", "epochs"): _at_least(1), ("train", "batch_size"): _at_least(1), ("train", "eval_every"): _at_least(1),
     ("data", "frames"): _at_least(1), ("data", "size"): _at_least(8), ("data", "stride"): _at_least(1),
     ("data", "segment_len"): _at_least(1), ("data", "test_views"): _at_least(1), ("data", "workers"): _at_least(0),
+    ("data", "train_clips"): _at_least(1), ("optim", "layer_decay"): ((lambda v: 0 < v <= 1), "in (0, 1]"),
     ("optim", "lr"): ((lambda v: v > 0), "positive"), ("optim", "weight_decay"): _at_least(0),
     ("optim", "warmup_epochs"): _at_least(0), ("train", "grad_clip"): _at_least(0),
     ("reg", "mixup_alpha"): _at_least(0), ("reg", "cutmix_alpha"): _at_least(0),
@@ -375,6 +390,7 @@ def validate_spec(spec: RunSpec) -> None:
         ("train", "precision"): ("fp32", "bf16", "fp16"),
         ("train", "selection"): ("last", "best_on_val", "best_on_test"),
         ("train", "selection_metric"): ("uar", "war"),
+        ("train", "sampler"): ("shuffle", "class_balanced"),
     }
     for (sec, key), allowed in choices.items():
         value = getattr(getattr(spec, sec), key)
@@ -384,6 +400,8 @@ def validate_spec(spec: RunSpec) -> None:
         value = getattr(getattr(spec, sec), key)
         if not ok(value):
             raise BenchError(f"{sec}.{key}={value}: must be {rule}")
+    if spec.data.train_clips > 1 and spec.data.augment_on == "device":
+        raise BenchError("data.train_clips > 1 needs data.augment_on=worker")
     if spec.data.test_crops not in (1, 3):
         raise BenchError("data.test_crops must be 1 (centre) or 3 (left/centre/right)")
     if spec.data.sampler == "segment" and spec.data.frames % spec.data.segment_len:
@@ -402,7 +420,8 @@ def builder_kwargs(build: Any) -> set[str] | None:
     """The keyword arguments a builder takes beyond (num_classes, frames, size); None when it takes any. A builder
     that forwards **kwargs to a config class names it in `build.accepts_kwargs_of` (its parameters count)."""
     params = inspect.signature(build).parameters
-    names = {k for k, p in params.items() if p.kind is not p.VAR_KEYWORD} - {"num_classes", "frames", "size"}
+    names = {k for k, p in params.items() if p.kind is not p.VAR_KEYWORD} - {"num_classes", "frames", "size",
+                                                                             "class_names"}
     if any(p.kind is p.VAR_KEYWORD for p in params.values()):
         target = getattr(build, "accepts_kwargs_of", None)
         if target is None:

@@ -31,7 +31,7 @@ from rich.progress import (
 )
 
 from bench.api import MethodInfo, build_model
-from bench.data.loader import ClipDataset, batches, make_loader
+from bench.data.loader import ClipDataset, batches, make_loader, model_inputs
 from bench.data.manifest import carve_val, current_checksum, load_manifest
 from bench.data.sampling import views_per_video
 from bench.data.transforms import augment_batch
@@ -144,7 +144,7 @@ class Run:
         test_ds = ClipDataset(manifest, test_recs, spec.data, train=False, seed=spec.seed)
         val_ds = ClipDataset(manifest, val_recs, spec.data, train=False, seed=spec.seed) if val_recs else None
 
-        model = build_model(info, len(classes), spec.data.frames, spec.data.size, **spec.model.kwargs)
+        model = build_model(info, len(classes), spec.data.frames, spec.data.size, classes, **spec.model.kwargs)
         init_record = apply_init(model, info, spec.model.init)
         model.to(device)
         criterion = criterion_for(info, spec)
@@ -158,6 +158,8 @@ class Run:
                            spec.reg.switch_prob, spec.reg.label_smoothing)
         sampler = None
         if self.world > 1:
+            if spec.train.sampler != "shuffle":
+                raise BenchError(f"train.sampler={spec.train.sampler} is not supported with several processes yet")
             sampler = torch.utils.data.distributed.DistributedSampler(train_ds, shuffle=True, seed=spec.seed,
                                                                       drop_last=spec.train.drop_last)
         evaluation = _Evaluation(self, model, test_ds, val_ds, device)
@@ -223,7 +225,7 @@ class Run:
             labels = batch["label"].to(device, non_blocking=True)
             clips, targets = mixup(clips, labels, mix_gen)
             with autocast_ctx(device, spec.train.precision):
-                outputs = forward_model(clips)
+                outputs = forward_model(clips, **model_inputs(batch, device))
             loss, parts = criterion(outputs, targets.to(device))
             if not torch.isfinite(loss):
                 raise BenchError(f"non-finite loss at epoch {epoch + 1} iteration {it}; lower optim.lr "
@@ -246,7 +248,8 @@ class Run:
     def _train_loader(self, ds: ClipDataset, batch: int, epoch: int, sampler) -> torch.utils.data.DataLoader:
         if sampler is None:
             return make_loader(ds, batch, workers=self.spec.data.workers, shuffle=True,
-                               drop_last=self.spec.train.drop_last, seed=self.spec.seed, epoch=epoch)
+                               drop_last=self.spec.train.drop_last, seed=self.spec.seed, epoch=epoch,
+                               class_balanced=self.spec.train.sampler == "class_balanced")
         return torch.utils.data.DataLoader(ds, batch_size=batch, sampler=sampler, num_workers=self.spec.data.workers,
                                            drop_last=self.spec.train.drop_last, collate_fn=ds.collate)
 

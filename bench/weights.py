@@ -11,6 +11,7 @@ falls back to random weights silently.
 from __future__ import annotations
 
 import hashlib
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,10 +56,13 @@ class LoadReport:
 def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """(state_dict, scalar metadata) of a checkpoint file: unwraps {'model': ...}, {'state_dict': ...} and a
     DataParallel 'module.' prefix; the metadata are the wrapper's int/float/str entries (e.g. 'epoch')."""
+    if not Path(path).is_file():
+        raise BenchError(f"{path}: weights file not found; give the path of a local checkpoint")
+    scripted = _torchscript_state_dict(path)
+    if scripted is not None:
+        return scripted, {}
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise BenchError(f"{path}: weights file not found; give the path of a local checkpoint") from None
     except Exception as e:  # noqa: BLE001 - unpickling refused or corrupt file
         raise BenchError(f"{path}: cannot load with weights_only=True ({type(e).__name__}); "
                          "re-save it as a plain state_dict (torch.save(model.state_dict(), path))") from None
@@ -76,6 +80,24 @@ def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]
     if all(k.startswith(prefix) for k in obj):
         obj = {k[len(prefix):]: v for k, v in obj.items()}
     return obj, meta
+
+
+def _torchscript_state_dict(path: Path) -> dict[str, torch.Tensor] | None:
+    """The tensors of a TorchScript archive (OpenAI's CLIP `.pt` files are jit archives, which torch.load with
+    weights_only=True refuses); read with torch.jit.load, which compiles TorchScript and unpickles no Python
+    objects. None when the file is not such an archive."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            if not any(n.endswith("constants.pkl") or "/code/" in n for n in z.namelist()):
+                return None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch.jit.load's deprecation notice
+            module = torch.jit.load(str(path), map_location="cpu")
+    except Exception:  # noqa: BLE001 - not a zip, or not TorchScript
+        return None
+    return {k: v for k, v in module.state_dict().items() if isinstance(v, torch.Tensor)}
 
 
 def load_matching(module: torch.nn.Module, state: dict[str, torch.Tensor]) -> dict[str, list[str]]:
