@@ -10,6 +10,9 @@ Conventions (the ones DFEW/FERV39k/MAFW papers use):
   torchmetrics' `MulticlassRecall(average="macro")` (used by IFDD) give such classes zero weight, which is
   the same as excluding them. Excluding is the only choice that does not depend on how many absent
   classes were listed, so it is the one used here.
+* Macro-F1 (the ABAW convention, and the metric of zero-shot compound-expression papers) = the mean over the
+  classes present in the test set of 2PR / (P + R), with P = TP / (TP + FP) (0 when the class is never
+  predicted). It equals scikit-learn's `f1_score(average="macro", labels=<classes present>)`.
 * Fold aggregation: the DFEW/MAFW convention is the *unweighted* mean of the per-fold values (each fold
   counts once, whatever its size), with the standard deviation over folds. It is not the pooled metric
   over all folds' predictions (SVFAP pools; see results/reference/README.md).
@@ -62,6 +65,22 @@ def war(cm: np.ndarray) -> float:
     return float(np.trace(cm) / total) if total else float("nan")
 
 
+def per_class_f1(cm: np.ndarray) -> np.ndarray:
+    """F1 of each class, NaN for a class absent from the test set; 0 for a present class never predicted right."""
+    cm = np.asarray(cm, dtype=np.float64)
+    tp = np.diag(cm)
+    support, predicted = cm.sum(axis=1), cm.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        f1 = np.where(support + predicted > 0, 2 * tp / (support + predicted), 0.0)
+    f1[support == 0] = np.nan
+    return f1
+
+
+def macro_f1(cm: np.ndarray) -> float:
+    f1 = per_class_f1(cm)
+    return float("nan") if np.all(np.isnan(f1)) else float(np.nanmean(f1))
+
+
 def _nan_to_none(x: float) -> float | None:
     """JSON has no NaN; an undefined recall is stored as null."""
     return None if x is None or (isinstance(x, float) and math.isnan(x)) else float(x)
@@ -77,6 +96,7 @@ def compute_metrics(y_true: Iterable[int], y_pred: Iterable[int], classes: Seque
     return {
         "uar": uar(cm),
         "war": war(cm),
+        "macro_f1": macro_f1(cm),
         "per_class_recall": {c: _nan_to_none(float(r)) for c, r in zip(classes, rec, strict=True)},
         "confusion": cm.tolist(),
         "classes": list(classes),

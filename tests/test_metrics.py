@@ -66,7 +66,7 @@ def test_missing_class_is_excluded_from_uar():
 def test_compute_metrics_schema_and_json():
     classes = ["happy", "sad", "neutral", "angry"]
     out = M.compute_metrics([0, 0, 1, 3], [0, 1, 1, 3], classes)
-    assert set(out) == {"uar", "war", "per_class_recall", "confusion", "classes", "n_test"}
+    assert set(out) == {"uar", "war", "macro_f1", "per_class_recall", "confusion", "classes", "n_test"}
     assert out["per_class_recall"] == {"happy": 0.5, "sad": 1.0, "neutral": None, "angry": 1.0}
     assert out["n_test"] == 4 and out["classes"] == classes
     assert out["uar"] == pytest.approx(2.5 / 3) and out["war"] == pytest.approx(0.75)
@@ -104,3 +104,23 @@ def test_aggregate_folds_incomplete_and_seeds():
 def test_aggregate_single_split():
     agg = M.aggregate_folds([{"fold": None, "war": 0.5}], key="war", expected_folds=[None])
     assert agg["mean"] == 0.5 and agg["std"] == 0.0 and agg["complete"]
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_macro_f1_against_sklearn(seed):
+    """Macro-F1 over the classes present in the test set, with a class that is only ever predicted and one
+    that is never predicted (F1 0), as scikit-learn computes it for those labels."""
+    rng = np.random.default_rng(100 + seed)
+    k = int(rng.integers(3, 12))
+    n = int(rng.integers(3 * k, 300))
+    y_true = rng.integers(0, k - 1, n)  # class k-1 absent from the truth
+    y_pred = np.where(rng.random(n) < 0.4, y_true, rng.integers(0, k, n))
+    y_pred[y_pred == 0] = 1  # class 0 never predicted
+    present = sorted(set(y_true.tolist()))
+    cm = M.confusion_matrix(y_true, y_pred, k)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        expected = sk.f1_score(y_true, y_pred, labels=present, average="macro", zero_division=0)
+    assert M.macro_f1(cm) == pytest.approx(expected)
+    assert M.compute_metrics(y_true, y_pred, [str(i) for i in range(k)])["macro_f1"] == pytest.approx(expected)
+    assert math.isnan(M.per_class_f1(cm)[k - 1]) and M.per_class_f1(cm)[0] == 0.0

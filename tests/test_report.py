@@ -114,6 +114,9 @@ def test_means_and_stds_match_independent_computation(report):
     assert float(row["war_mean"]) == pytest.approx(np.mean(w))
     assert float(row["war_std"]) == pytest.approx(np.std(w, ddof=1))
     assert row["complete"] == "True" and row["n_folds"] == "5"
+    f1 = [100 * r["metrics"]["macro_f1"] for r in by[("r3d18", "last")]]
+    assert float(row["macro_f1_mean"]) == pytest.approx(np.mean(f1))
+    assert float(row["macro_f1_std"]) == pytest.approx(np.std(f1, ddof=1))
     assert float(row["params_m"]) == pytest.approx(33.0) and float(row["gmacs"]) == pytest.approx(8.1)
     # r18_lstm: fold 1 has two seeds -> averaged first, then the unweighted mean over 3 folds
     lstm = by[("r18_lstm", "last")]

@@ -60,7 +60,7 @@ def _dataset_tables(ds: str, groups: list[Group], rows: list[dict], tables_dir: 
                "GMACs: fvcore, 1 clip, batch 1.")
     files = write_table(tables_dir, ds, title=ds, header=header, display=disp, rows=rows, columns=MAIN_CSV_COLUMNS,
                         formats=formats, stamp=stamp, notes=_main_notes(rows), caption=caption, tex_display=disp_t,
-                        raw_cols=(header_t.index("UAR (%)"), header_t.index("WAR (%)")))
+                        raw_cols=tuple(header_t.index(h) for h in ("UAR (%)", "WAR (%)", "macro-F1 (%)")))
 
     pc_rows, all_classes = [], []
     for g, r in zip(groups, rows, strict=True):

@@ -19,6 +19,7 @@ from bench.report.literature import reported_for
 from bench.spec import semantic_view
 from bench.store import StoredRun
 
+METRICS = ("uar", "war", "macro_f1")  # per-run metrics aggregated over folds (macro_f1: None for old results)
 SELECTION_LABELS = {
     "last": "last epoch",
     "best_on_val": "best on val",
@@ -93,7 +94,7 @@ def group_runs(runs: Sequence[StoredRun]) -> dict[str, list[Group]]:
 def _protocol_columns(g: Group) -> dict[str, Any]:
     p = g.protocol
     init = p.get("init") or {}
-    init_s = str(init.get("kind", "scratch"))
+    init_s = str(init.get("label") or init.get("kind", "scratch"))  # "random init (not the method)" stays visible
     if init.get("sha256"):
         init_s += f" ({str(init['sha256'])[:8]})"
     views = f"{p.get('test_temporal', '?')} {p.get('test_views', '?')}x{p.get('test_crops', '?')}"
@@ -120,17 +121,16 @@ def summarise_group(g: Group, literature: list[dict]) -> dict[str, Any]:
     def num(x: Any) -> float:  # JSON null (an undefined metric) -> NaN, which then shows as empty
         return float("nan") if x is None else float(x)
 
-    rows = [{"fold": r.get("fold"), "uar": num(r["metrics"].get("uar")), "war": num(r["metrics"].get("war"))}
-            for r in g.runs]
-    agg_u = aggregate_folds(rows, key="uar", expected_folds=folds_expected)
-    agg_w = aggregate_folds(rows, key="war", expected_folds=folds_expected)
+    rows = [{"fold": r.get("fold"), **{k: num(r["metrics"].get(k)) for k in METRICS}} for r in g.runs]
     seeds = sorted({r.get("seed", 0) for r in g.runs})
     single_split = len(folds_expected) == 1
-    if single_split and len(g.runs) > 1:  # one split, several seeds: spread over seeds
-        u_vals = [x["uar"] for x in rows]
-        w_vals = [x["war"] for x in rows]
-        agg_u = {**agg_u, "std": float(np.std(u_vals, ddof=1))}
-        agg_w = {**agg_w, "std": float(np.std(w_vals, ddof=1))}
+    aggs = {}
+    for k in METRICS:
+        agg = aggregate_folds(rows, key=k, expected_folds=folds_expected)
+        if single_split and len(g.runs) > 1:  # one split, several seeds: spread over seeds
+            agg = {**agg, "std": float(np.std([x[k] for x in rows], ddof=1))}
+        aggs[k] = agg
+    agg_u = aggs["uar"]
     prof = _profile_of(g)
     row: dict[str, Any] = {
         "dataset": g.dataset,
@@ -145,12 +145,12 @@ def summarise_group(g: Group, literature: list[dict]) -> dict[str, Any]:
         "folds": [f for f in agg_u["folds"]],
         "n_runs": len(g.runs),
         "seeds": seeds,
-        "uar_mean": _pct(agg_u["mean"]),
-        "uar_std": _pct(agg_u["std"]) if len(g.runs) > 1 else None,
-        "war_mean": _pct(agg_w["mean"]),
-        "war_std": _pct(agg_w["std"]) if len(g.runs) > 1 else None,
+        **{f"{k}_{stat}": (_pct(aggs[k]["mean"]) if stat == "mean" else
+                           _pct(aggs[k]["std"]) if len(g.runs) > 1 else None)
+           for k in METRICS for stat in ("mean", "std")},
         "std_over": "seeds" if single_split else "folds",
         "params_m": prof["params_total"] / 1e6 if prof.get("params_total") is not None else None,
+        "params_trainable_m": prof["params_trainable"] / 1e6 if prof.get("params_trainable") is not None else None,
         "gmacs": prof.get("gmacs"),
         "gmacs_per_video": prof.get("gmacs_per_video"),
         **reported_for(g.method, g.dataset, literature),

@@ -33,7 +33,8 @@ def _folds_cell(row: dict) -> str:
 
 def _display_rows(rows: list[dict], tex: bool = False) -> tuple[list[str], list[list[str]]]:
     header = ["method", "protocol", "frames x size", "epochs", "sampling", "test views", "selection", "init", "folds",
-              "runs (seeds)", "UAR (%)", "WAR (%)", "params (M)", "GMACs", "GMACs/video",
+              "runs (seeds)", "UAR (%)", "WAR (%)", "macro-F1 (%)", "params (M)", "trainable (M)", "GMACs",
+              "GMACs/video",
               "reported UAR", "reported WAR", "reported params (M)", "reported GFLOPs", "reported source"]
     out = []
     for r in rows:
@@ -44,7 +45,8 @@ def _display_rows(rows: list[dict], tex: bool = False) -> tuple[list[str], list[
             SELECTION_LABELS.get(r["selection"], r["selection"]), r["init"], _folds_cell(r),
             f"{r['n_runs']} ({','.join(map(str, r['seeds']))})",
             _pm(r["uar_mean"], r["uar_std"], tex), _pm(r["war_mean"], r["war_std"], tex),
-            _fmt(r["params_m"]), _fmt(r["gmacs"]), _fmt(r["gmacs_per_video"]),
+            _pm(r["macro_f1_mean"], r["macro_f1_std"], tex), _fmt(r["params_m"]), _fmt(r["params_trainable_m"]),
+            _fmt(r["gmacs"]), _fmt(r["gmacs_per_video"]),
             _fmt(r["reported_uar"]), _fmt(r["reported_war"]), _fmt(r["reported_params_m"]),
             _fmt(r["reported_gflops"]),
             r["reported_source"] + (f" [{r['reported_split']}]" if r["reported_split"] else ""),
@@ -104,7 +106,7 @@ def _csv_cell(v: Any) -> Any:
 MAIN_CSV_COLUMNS = [
     "dataset", "method", "family", "parent", "protocol", "input", "epochs", "sampling", "test_views", "selection", "init",
     "variant", "n_folds", "n_folds_expected", "complete", "folds", "n_runs", "seeds", "uar_mean", "uar_std",
-    "war_mean", "war_std", "std_over", "params_m", "gmacs", "gmacs_per_video", "reported_uar", "reported_war",
+    "war_mean", "war_std", "macro_f1_mean", "macro_f1_std", "std_over", "params_m", "params_trainable_m", "gmacs", "gmacs_per_video", "reported_uar", "reported_war",
     "reported_params_m", "reported_gflops", "reported_split", "reported_source", "literature_method", "run_ids",
 ]
 
