@@ -300,21 +300,36 @@ def sweep(
     set_: Annotated[list[str] | None, typer.Option("--set")] = None,
     epochs: Annotated[int | None, typer.Option()] = None,
     results: Annotated[Path, typer.Option()] = Path("results"),
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="print the plan only")] = False,
-    slurm_partition: Annotated[str | None, typer.Option()] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="print the plan (and the resources per job) only")] = False,
+    status: Annotated[bool, typer.Option("--status", help="show each planned run: queued, running, done or failed")] = False,
+    gpus: Annotated[int | None, typer.Option(help="slurm: GPUs per node and run (default: 1 if the partition has GPUs, else 0)")] = None,
+    nodes: Annotated[int, typer.Option(help="slurm: nodes per run (> 1: one DDP run over nodes x GPUs processes)")] = 1,
+    tasks: Annotated[int | None, typer.Option(help="slurm: processes per node (default: GPUs, at least 1)")] = None,
+    cpus: Annotated[int | None, typer.Option(help="slurm: CPUs per task (default 8, capped at the node's)")] = None,
+    mem_gb: Annotated[int | None, typer.Option(help="slurm: memory per node in GB")] = None,
     timeout_min: Annotated[int, typer.Option(help="slurm: minutes per job")] = 720,
+    slurm_partition: Annotated[str | None, typer.Option("--partition", "--slurm-partition")] = None,
+    account: Annotated[str | None, typer.Option()] = None,
+    qos: Annotated[str | None, typer.Option()] = None,
+    constraint: Annotated[str | None, typer.Option()] = None,
 ) -> None:
-    """Many runs (methods x datasets x folds x seeds); completed run ids are skipped."""
-    from bench.sweep import execute_plan, make_plan, plan_table
+    """Many runs (methods x datasets x folds x seeds); completed runs (and, on SLURM, queued or running ones) are
+    skipped."""
+    from bench.sweep import Resources, execute_plan, make_plan, plan_table, status_table
 
     flags = {"train": {"epochs": epochs}} if epochs is not None else {}
     plan = make_plan(methods.split(","), datasets.split(","), folds, [int(s) for s in seeds.split(",")], flags,
                      set_ or [], results)
-    out.print(plan_table(plan))
+    if status:
+        table, _ = status_table(plan, results)
+        out.print(table)
+        return
+    resources = Resources(gpus=gpus, cpus=cpus, mem_gb=mem_gb, time_min=timeout_min, partition=slurm_partition,
+                          account=account, qos=qos, constraint=constraint, nodes=nodes, tasks=tasks)
+    out.print(plan_table(plan, resources.resolved() if backend == "slurm" else None))
     if dry_run:
         return
-    execute_plan(plan, backend=backend, results=results, max_parallel=max_parallel, slurm_partition=slurm_partition,
-                 timeout_min=timeout_min, console=out)
+    execute_plan(plan, backend=backend, results=results, max_parallel=max_parallel, resources=resources, console=out)
 
 
 def main() -> None:

@@ -25,6 +25,25 @@ def pytest_collection_modifyitems(config, items) -> None:
 
 
 @pytest.fixture(scope="session")
+def slurm_cluster(tmp_path_factory):
+    """A real single-node SLURM (munge, slurmctld, slurmd), started for the first `slurm` test, stopped at the end."""
+    from tests.slurm_cluster import start_cluster, stop_cluster
+
+    cluster = start_cluster(tmp_path_factory.mktemp("slurm"))
+    yield cluster
+    stop_cluster(cluster)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failing `slurm` test shows the tails of the daemons' logs."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed and "slurm" in item.keywords and "slurm_cluster" in item.funcargs:
+        report.sections.append(("SLURM daemon logs", item.funcargs["slurm_cluster"].tails()))
+
+
+@pytest.fixture(scope="session")
 def data_home(tmp_path_factory) -> Path:
     """One data home per test session: synthetic data generated once, reused by every end-to-end test."""
     return tmp_path_factory.mktemp("dfer-data")
