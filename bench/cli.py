@@ -244,10 +244,12 @@ def profile(
     device: Annotated[str, typer.Option()] = "cpu",
     precision: Annotated[str, typer.Option()] = "fp32",
     latency: Annotated[bool, typer.Option(help="measure latency/throughput")] = True,
+    train: Annotated[bool, typer.Option("--train", help="also time training steps at the recipe's batch (GPU-hour estimates)")] = False,
     results: Annotated[Path, typer.Option()] = Path("results"),
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Params, GMACs (fvcore, cross-checked with FlopCounterMode/2), latency, throughput, memory."""
+    """Params, GMACs (fvcore, cross-checked with FlopCounterMode/2), latency, throughput, memory; with --train the
+    training throughput that `bench sweep --paper --dry-run` turns into GPU-hours."""
     from bench.profile import format_profile_table, profile_file, profile_method
     from bench.registry import METHODS
     from bench.store import atomic_write_json
@@ -255,8 +257,13 @@ def profile(
     names = METHODS.names(method) if any(c in method for c in "*?[") else [METHODS.get(method).name]
     profiles = []
     for name in names:
+        train_batch = None
+        if train:
+            from bench.spec import resolve_spec
+
+            train_batch = resolve_spec(name, dataset or "dfew").train.batch_size
         p = profile_method(name, dataset=dataset, frames=frames, size=size, device=device, precision=precision,
-                           latency=latency)
+                           latency=latency, train_batch=train_batch)
         atomic_write_json(profile_file(results, p), p)
         profiles.append(p)
     if as_json:
@@ -270,12 +277,14 @@ def report(
     results: Annotated[Path, typer.Option(help="results directory to read")] = Path("results"),
     out_dir: Annotated[Path, typer.Option("--out", help="where tables and plots go")] = Path("reports"),
     plots: Annotated[bool, typer.Option(help="write PNG plots")] = True,
+    paper: Annotated[str | None, typer.Option(help="one paper's tables: svfap, ifdd, s2d, mae_dfer, zoo, or a paper file")] = None,
+    reported: Annotated[list[Path] | None, typer.Option(help="extra published numbers (CSV with literature.csv's columns)")] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Tables (md/csv/tex), plots and a manifest from every completed result.json."""
+    """Tables (md/csv/tex), plots and a manifest from every completed result.json (or one paper's tables)."""
     from bench.report import write_report
 
-    summary = write_report(results, out_dir, plots=plots)
+    summary = write_report(results, out_dir, plots=plots, paper=paper, reported=reported or ())
     if as_json:
         return _print_json(summary)
     files = summary.get("files", [])
@@ -291,7 +300,8 @@ def report(
 # ---------------------------------------------------------------------------------------------- sweep
 @app.command()
 def sweep(
-    methods: Annotated[str, typer.Option(help="comma list of methods")],
+    methods: Annotated[str | None, typer.Option(help="comma list of methods")] = None,
+    paper: Annotated[str | None, typer.Option(help="plan exactly the runs of a paper's tables (bench report --paper)")] = None,
     datasets: Annotated[str, typer.Option(help="comma list of datasets")] = "synthetic",
     folds: Annotated[str, typer.Option(help="'all' or comma list")] = "all",
     seeds: Annotated[str, typer.Option(help="comma list")] = "0",
@@ -315,11 +325,16 @@ def sweep(
 ) -> None:
     """Many runs (methods x datasets x folds x seeds); completed runs (and, on SLURM, queued or running ones) are
     skipped."""
-    from bench.sweep import Resources, execute_plan, make_plan, plan_table, status_table
+    from bench.sweep import Resources, execute_plan, make_paper_plan, make_plan, plan_table, status_table
 
     flags = {"train": {"epochs": epochs}} if epochs is not None else {}
-    plan = make_plan(methods.split(","), datasets.split(","), folds, [int(s) for s in seeds.split(",")], flags,
-                     set_ or [], results)
+    seed_list = [int(s) for s in seeds.split(",")]
+    if paper is not None:
+        plan = make_paper_plan(paper, seed_list, flags, set_ or [], results)
+    elif methods:
+        plan = make_plan(methods.split(","), datasets.split(","), folds, seed_list, flags, set_ or [], results)
+    else:
+        raise BenchError("bench sweep needs --methods (with --datasets/--folds/--seeds) or --paper NAME")
     if status:
         table, _ = status_table(plan, results)
         out.print(table)

@@ -366,6 +366,40 @@ def measure_latency(model: nn.Module, input_shape: tuple[int, ...], *, device: s
     }
 
 
+def measure_train_throughput(model: nn.Module, input_shape: tuple[int, ...], *, batch: int = 8,
+                             device: str = "cpu", precision: str = "fp32", iters: int = 5,
+                             warmup_iters: int = 2) -> dict[str, Any]:
+    """Clips/s of full training steps (forward, summed-logit loss, backward, SGD update) on random clips already
+    on `device`: the throughput `bench sweep --paper` turns into GPU-hours. The weights are restored after."""
+    from bench.api import logits_of
+
+    dev = torch.device(device)
+    was_training = model.training
+    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    model.to(dev).train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.SGD(params, lr=1e-6)
+    x = torch.randn((batch, *input_shape), device=dev)
+
+    def step() -> None:
+        with _autocast(dev, precision):
+            loss = logits_of(model(x)).float().logsumexp(-1).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    try:
+        for _ in range(warmup_iters):
+            step()
+        times = _time_calls(step, dev, iters)
+    finally:
+        model.load_state_dict(state)
+        model.train(was_training)
+    return {"key": latency_key(dev, precision), "device": str(dev), "precision": precision, "batch": batch,
+            "iters": iters, "step_s_median": statistics.median(times),
+            "clips_per_s": batch / statistics.median(times)}
+
+
 # ----------------------------------------------------------------------------------------------------------
 # public API
 
@@ -373,8 +407,9 @@ def measure_latency(model: nn.Module, input_shape: tuple[int, ...], *, device: s
 def profile_model(model: nn.Module, input_shape: tuple[int, ...], *, views_per_video: float = 1.0,
                   device: str = "cpu", precision: str = "fp32", latency: bool = True,
                   throughput_batch: int = 8, warmup_iters: int | None = None, warmup_s: float | None = None,
-                  iters: int | None = None) -> dict[str, Any]:
-    """Params, MACs of one clip (fvcore + FlopCounterMode cross-check) and optionally latency.
+                  iters: int | None = None, train_batch: int | None = None) -> dict[str, Any]:
+    """Params, MACs of one clip (fvcore + FlopCounterMode cross-check), optionally latency, and with
+    `train_batch` the training throughput (clips/s of full steps at that batch).
 
     `input_shape` is the shape of ONE sample without the batch dimension, e.g. (3, 16, 112, 112) for a
     (B,C,T,H,W) video model; batch 1 is prepended for counting. MACs are always counted on CPU in fp32
@@ -398,7 +433,11 @@ def profile_model(model: nn.Module, input_shape: tuple[int, ...], *, views_per_v
         "torch": torch.__version__,
         "latency_key": latency_key(device, precision),
         "latency": None,
+        "train": None,
     }
+    if train_batch:
+        out["train"] = measure_train_throughput(model, input_shape, batch=train_batch, device=device,
+                                                precision=precision)
     if latency:
         out["latency"] = measure_latency(model, input_shape, device=device, precision=precision,
                                          throughput_batch=throughput_batch, warmup_iters=warmup_iters,

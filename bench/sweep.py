@@ -146,6 +146,46 @@ def make_plan(methods: list[str], datasets: list[str], folds: str, seeds: list[i
     return plan
 
 
+def make_paper_plan(paper: str | Path, seeds: list[int], flags: dict, sets: list[str], results: Path) -> list[PlannedRun]:
+    """Exactly the runs a paper's tables need (registered rows x dataset x folds x seeds, each at the method's
+    own recipe for that dataset), each with its GPU-hour estimate."""
+    from bench.report.papers import load_paper, planned_specs
+
+    plan = []
+    for method, dataset, fold, seed in planned_specs(load_paper(paper), seeds):
+        p = plan_run(resolve_spec(method, dataset, fold=fold, seed=seed, flags=flags, sets=sets), sets, flags, results)
+        p.extra.update(estimate_gpu_hours(p.spec, results))
+        plan.append(p)
+    return plan
+
+
+def estimate_gpu_hours(spec: RunSpec, results: Path) -> dict:
+    """epochs x training clips / the clips/s of a training step measured on a GPU by `bench profile --train` at
+    this input (results/profiles). Says so when there is no such measurement."""
+    from bench.registry import DATASETS
+
+    info = DATASETS.get(spec.dataset)
+    counts = info.counts_for(dict(spec.data.options)) if info.counts_for else info.official_counts
+    n_train = (counts.get(spec.fold) or (None, None))[0]
+    shape = [3, spec.data.frames, spec.data.size, spec.data.size]
+    best = None
+    for path in sorted((Path(results) / "profiles" / spec.method).glob("*.json")):
+        try:
+            prof = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        train = prof.get("train") or {}
+        on_gpu = prof.get("input_shape") == shape and str(train.get("device", "")).startswith("cuda")
+        if on_gpu and (best is None or train["clips_per_s"] > best["clips_per_s"]):
+            best = {**train, "file": str(path)}
+    if best is None or n_train is None:
+        why = "no training-clip count" if n_train is None else \
+            f"not measured: bench profile -m {spec.method} -d {spec.dataset} --device cuda --train"
+        return {"gpu_hours": None, "estimate_note": why}
+    hours = spec.train.epochs * n_train / best["clips_per_s"] / 3600.0
+    return {"gpu_hours": hours, "estimate_from": best["file"], "train_clips_per_s": best["clips_per_s"]}
+
+
 def plan_run(spec: RunSpec, sets: list[str], flags: dict, results: Path) -> PlannedRun:
     rdir = run_dir(results, spec)
     done = completed_result(rdir, spec.dataset, lambda: current_checksum(spec)) is not None
@@ -160,8 +200,13 @@ def plan_table(plan: list[PlannedRun], resources: Resources | None = None) -> Ta
         (f", {waiting} still queued or running" if waiting else "")
     if resources is not None:
         title += f"\nper run: {resources.describe()}"
-    t = Table(title=title)
     estimate = any("gpu_hours" in p.extra for p in plan)
+    if estimate:
+        todo = [p for p in plan if p.todo]
+        measured = [p.extra["gpu_hours"] for p in todo if p.extra.get("gpu_hours") is not None]
+        title += (f"\nGPU-hours of the {len(todo)} runs to do: {sum(measured):.1f} for the {len(measured)} measured; "
+                  f"{len(todo) - len(measured)} without a GPU training measurement")
+    t = Table(title=title)
     for col in ("run id", "method", "dataset", "fold", "seed", "state", *(["GPU-hours (est.)"] if estimate else [])):
         t.add_column(col)
     for p in plan:

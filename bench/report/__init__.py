@@ -112,11 +112,13 @@ def _dataset_plots(ds: str, groups: list[Group], plots_dir: Path) -> list[Path]:
 
 
 def write_report(results_dir: Path = Path("results"), out_dir: Path = Path("reports"),
-                 formats: Sequence[str] = FORMATS, plots: bool = True,
-                 literature: Path | None = None) -> dict[str, Any]:
+                 formats: Sequence[str] = FORMATS, plots: bool = True, literature: Path | None = None,
+                 paper: str | Path | None = None, reported: Sequence[Path] = ()) -> dict[str, Any]:
     """Generate tables, plots and manifest.json from every completed run; returns what was written and used.
 
-    `literature` defaults to results_dir/reference/literature.csv, else the repository's copy.
+    `literature` defaults to results_dir/reference/literature.csv, else the repository's copy; `reported` CSVs
+    (same columns) add a user's own published numbers. With `paper` (a shipped paper name or a paper file),
+    only that paper's tables and figure are written, under out_dir/papers/<name>/.
     """
     from bench import __version__
 
@@ -132,8 +134,23 @@ def write_report(results_dir: Path = Path("results"), out_dir: Path = Path("repo
         local = results_dir / "reference" / "literature.csv"
         literature = local if local.is_file() else DEFAULT_LITERATURE
     lit_rows = load_literature(literature)
+    for extra in reported:
+        if not Path(extra).is_file():
+            raise BenchError(f"{extra}: --reported file not found (a CSV with the columns of literature.csv)")
+        lit_rows += [{**r, "_row": len(lit_rows) + i} for i, r in enumerate(load_literature(Path(extra)))]
 
     runs, skipped = load_runs(results_dir)
+    if paper is not None:
+        from bench.report.papers import write_paper_report
+
+        stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        res = write_paper_report(paper, runs, lit_rows, out_dir, stamp, formats, plots)
+        mpath = out_dir / "papers" / res["paper"] / "manifest.json"
+        mpath.write_text(json.dumps({"generated_at": stamp, "generator": "bench report --paper", "paper": res["paper"],
+                                     "paper_file": res["path"], "results_dir": str(results_dir), "run_ids": res["runs"],
+                                     "literature": [str(literature), *map(str, reported)]}, indent=2) + "\n")
+        return {"out_dir": str(out_dir), "files": [str(f) for f in res["files"]] + [str(mpath)], "runs": res["runs"],
+                "n_runs": len(res["runs"]), "skipped": skipped, "paper": res["paper"], "manifest": str(mpath)}
     groups_by_ds = group_runs(runs)
     tables_dir, plots_dir = out_dir / "tables", out_dir / "plots"
     tables_dir.mkdir(parents=True, exist_ok=True)
