@@ -206,6 +206,40 @@ def _summary(r: dict, results: Path) -> None:
     out.print(table)
 
 
+@app.command()
+def pretrain(
+    method: Method,
+    dataset: Dataset = "synthetic",
+    fold: Annotated[int | None, typer.Option(help="the fold whose TRAINING clips are used (test clips never are)")] = None,
+    seed: Annotated[int | None, typer.Option()] = None,
+    epochs: Annotated[int | None, typer.Option()] = None,
+    batch_size: Annotated[int | None, typer.Option("--batch-size")] = None,
+    lr: Annotated[float | None, typer.Option()] = None,
+    device: Annotated[str | None, typer.Option(help="auto | cpu | cuda | cuda:N")] = None,
+    precision: Annotated[str | None, typer.Option(help="fp32 | bf16 | fp16")] = None,
+    workers: Annotated[int | None, typer.Option()] = None,
+    root: Annotated[Path | None, typer.Option(help="dataset root (else env var / config file)")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="section.key=value (repeatable)")] = None,
+    results: Annotated[Path, typer.Option(help="results directory")] = Path("results"),
+    progress: Annotated[bool, typer.Option(help="rich progress bars")] = True,
+    print_spec: Annotated[bool, typer.Option("--print-spec")] = False,
+) -> None:
+    """In-domain self-supervised pre-training of METHOD on one fold's training clips; writes a checkpoint that
+    `bench run --init` takes (the command is printed at the end)."""
+    from bench.pretrain import pretrain as run_pretrain
+    from bench.spec import resolve_spec
+
+    flags = _flags(epochs, batch_size, lr, device, precision, workers, root, None, None, None)
+    spec = resolve_spec(method, dataset, fold=fold, seed=seed, flags=flags, sets=set_ or [], pretrain=True)
+    if print_spec:
+        typer.echo(spec.to_yaml())
+        return
+    result = run_pretrain(spec, results, progress=progress)
+    out.print(f"pre-trained on {result['clips']['seen']} training clips of {dataset} fold {result['fold']} "
+              f"(its {result['clips']['test_never_seen']} test clips never seen) -> {result['weights']}")
+    out.print(f"next: {result['next']}", highlight=False, soft_wrap=True)
+
+
 # ---------------------------------------------------------------------------------------------- eval
 @app.command("eval")
 def eval_cmd(

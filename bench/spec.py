@@ -156,6 +156,8 @@ class RunSpec:
         return spec
 
 
+PRETRAIN_PROTOCOL = "pretrain"  # the protocol name of a `bench pretrain` spec
+
 # keys that never change a result (same draws, same maths): out of the run-id hash and the report's grouping
 NON_SEMANTIC = (("data", "root"), ("data", "workers"), ("data", "augment_on"), ("train", "device"))
 
@@ -290,25 +292,34 @@ def resolve_spec(
     protocol: str | None = None,
     flags: dict | None = None,
     sets: list[str] | None = None,
+    pretrain: bool = False,
 ) -> RunSpec:
-    """Build the RunSpec for (method, dataset) from the method's recipe, CLI flags and --set overrides."""
+    """Build the RunSpec for (method, dataset) from the method's recipe, CLI flags and --set overrides.
+
+    `pretrain=True` resolves the spec of the method's self-supervised pre-training (`bench pretrain`) from its
+    PretrainSpec recipe instead; its protocol is "pretrain" and model.kwargs go to the pre-training builder."""
     from bench.registry import DATASETS, METHODS
 
     info = METHODS.get(method)
     dinfo = DATASETS.get(dataset)
     recipe = info.recipe
+    if pretrain:
+        if info.pretrain is None:
+            with_pretrain = [n for n in METHODS.names() if METHODS.get(n).pretrain is not None]
+            raise BenchError(f"{method} defines no pre-training objective; methods that do: {', '.join(with_pretrain)}")
+        recipe, protocol = info.pretrain.recipe, PRETRAIN_PROTOCOL
     layers: dict = {"data": {"frames": info.input.frames, "size": info.input.size}}
     layers = deep_merge(layers, recipe.defaults)
     layers = deep_merge(layers, recipe.datasets.get(dataset, {}))
     proto = protocol or recipe.default_protocol
-    if recipe.protocols or proto != "default":
+    if not pretrain and (recipe.protocols or proto != "default"):
         if proto not in recipe.protocols:
             raise UnknownNameError(f"protocol of {method}", proto, recipe.protocols or {"default"})
         p = copy.deepcopy(recipe.protocols[proto])
         per_ds = p.pop("datasets", {})
         layers = deep_merge(layers, p)
         layers = deep_merge(layers, per_ds.get(dataset, {}))
-    if info.kwargs or info.loss:  # a variant: the parent's recipe with its own builder arguments / loss options
+    if not pretrain and (info.kwargs or info.loss):  # a variant: the parent's recipe with its own arguments
         layers = deep_merge(layers, {"model": {"kwargs": info.kwargs, "loss": info.loss}})
     layers = deep_merge(layers, flags or {})
     layers = deep_merge(layers, parse_set(sets or []))
@@ -409,7 +420,7 @@ def validate_spec(spec: RunSpec) -> None:
     from bench.optim import SCHEDULES
 
     SCHEDULES.get(spec.optim.schedule)
-    allowed = builder_kwargs(info.build)
+    allowed = builder_kwargs(info.pretrain.build if spec.protocol == PRETRAIN_PROTOCOL and info.pretrain else info.build)
     if allowed is not None:
         for key in spec.model.kwargs:
             if key not in allowed:

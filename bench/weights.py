@@ -163,5 +163,8 @@ def apply_init(model: torch.nn.Module, info: MethodInfo, init: str) -> dict:
     if not report.loaded:
         raise BenchError(f"{path}: no tensor of this file matches {info.name} ({len(report.unexpected)} unexpected "
                          f"keys, e.g. {report.unexpected[:2]}); is it the right checkpoint for '{kind}'?")
-    return {"kind": kind, "label": init_label(info, kind), "path": str(path), "sha256": report.sha256,
+    label = init_label(info, kind)
+    if report.notes.get("pretrained_on"):  # a `bench pretrain` checkpoint says what it was trained on
+        label = f"{kind} ({report.notes['pretrained_on']})"
+    return {"kind": kind, "label": label, "path": str(path), "sha256": report.sha256,
             "needs_pretrained": info.needs_pretrained or None, "report": report.record()}
