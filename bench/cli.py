@@ -243,29 +243,89 @@ def pretrain(
 # ---------------------------------------------------------------------------------------------- eval
 @app.command("eval")
 def eval_cmd(
-    checkpoint: Annotated[Path, typer.Option(help="a run's checkpoint (…/checkpoints/last.pt) or a method checkpoint")],
+    checkpoint: Annotated[Path | None, typer.Option(help="a run's checkpoint (…/checkpoints/last.pt) or a method checkpoint")] = None,
     method: Annotated[str | None, typer.Option("--method", "-m")] = None,
     dataset: Annotated[str | None, typer.Option("--dataset", "-d")] = None,
     fold: Annotated[int | None, typer.Option()] = None,
     source: Annotated[str | None, typer.Option(help="weights source of the method to load it with (e.g. ifdd_official)")] = None,
+    zero_shot: Annotated[bool, typer.Option("--zero-shot", help="evaluate a zero-shot method with no training (weights from --init)")] = False,
+    init: Annotated[str | None, typer.Option(help="--zero-shot: <weights source>:<local file>")] = None,
+    compound: Annotated[str | None, typer.Option(help="score mafw_compound with a run trained on MAFW's 11 classes: ppa_mean | ppa_product | ppa_sum | pfsa")] = None,
+    run: Annotated[Path | None, typer.Option(help="--compound: the run directory of the trained model")] = None,
     protocol: Annotated[str | None, typer.Option()] = None,
     device: Annotated[str | None, typer.Option()] = None,
     workers: Annotated[int | None, typer.Option()] = None,
     root: Annotated[Path | None, typer.Option()] = None,
     set_: Annotated[list[str] | None, typer.Option("--set")] = None,
+    results: Annotated[Path, typer.Option(help="--zero-shot: results directory")] = Path("results"),
     out_dir: Annotated[Path | None, typer.Option("--out", help="where eval.json and predictions.npz go")] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Evaluate a saved model on a dataset's test split (the run's own spec when the checkpoint is in a run dir)."""
-    from bench.evaluation_cli import evaluate_checkpoint
+    """Evaluate a saved model on a dataset's test split (the run's own spec when the checkpoint is in a run dir);
+    or a zero-shot method with no training (--zero-shot); or a MAFW model on the compound classes (--compound)."""
+    if zero_shot:
+        from bench.fusion import zero_shot as run_zero_shot
 
-    result = evaluate_checkpoint(checkpoint, method=method, dataset=dataset, fold=fold, source=source, protocol=protocol,
-                                 device=device, workers=workers, root=root, sets=set_ or [], out_dir=out_dir)
+        if not method or not dataset:
+            raise BenchError("bench eval --zero-shot needs --method and --dataset")
+        flags = _flags(None, None, None, device, None, workers, root, init, None, None)
+        result = run_zero_shot(method, dataset, fold=fold, flags=flags, sets=set_ or [], results=results)
+        label = result["protocol"]["init"]["label"]
+    elif compound:
+        from bench.fusion import compound as run_compound
+
+        if run is None:
+            raise BenchError("bench eval --compound needs --run DIR (a completed run trained on mafw)")
+        result = run_compound(run, compound, dataset or "mafw_compound", out_dir)
+        label = f"compound rule {compound}, no compound training"
+    else:
+        from bench.evaluation_cli import evaluate_checkpoint
+
+        if checkpoint is None:
+            raise BenchError("bench eval needs --checkpoint PATH (or --zero-shot, or --compound RULE --run DIR)")
+        result = evaluate_checkpoint(checkpoint, method=method, dataset=dataset, fold=fold, source=source,
+                                     protocol=protocol, device=device, workers=workers, root=root, sets=set_ or [],
+                                     out_dir=out_dir)
+        label = "checkpoint"
+    if as_json:
+        return _print_json(result)
+    m = result["metrics"]
+    out.print(f"{result['method']} on {result['dataset']} fold {result['fold']} ({label}): UAR {100 * m['uar']:.2f}  "
+              f"WAR {100 * m['war']:.2f}  macro-F1 {100 * m['macro_f1']:.2f}  ({m['n_test']} test videos) -> "
+              f"{result.get('out_dir') or result.get('dir')}", highlight=False, soft_wrap=True)
+
+
+@app.command()
+def fuse(
+    runs: Annotated[str | None, typer.Option(help="comma list of completed run directories")] = None,
+    methods: Annotated[str | None, typer.Option(help="comma list of methods (their completed run on --dataset/--fold)")] = None,
+    dataset: Annotated[str | None, typer.Option("--dataset", "-d")] = None,
+    fold: Annotated[int | None, typer.Option()] = None,
+    rule: Annotated[str, typer.Option(help="mean (fixed) | mhpf (Multi-Head Probability Fusion, fitted on train)")] = "mean",
+    results: Annotated[Path, typer.Option()] = Path("results"),
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Late fusion of the per-video probabilities of completed runs on the same test split; the fused result is a
+    row of the report with its sources."""
+    from bench.fusion import find_run
+    from bench.fusion import fuse as run_fuse
+
+    if runs:
+        sources = [Path(r) for r in runs.split(",")]
+    elif methods and dataset:
+        sources = [find_run(results, m, dataset, fold) for m in methods.split(",")]
+    else:
+        raise BenchError("bench fuse needs --runs DIR,DIR or --methods a,b --dataset D [--fold F]")
+    for s in sources:
+        if not (s / "result.json").is_file():
+            raise BenchError(f"{s}: not a completed run directory (no result.json)")
+    result = run_fuse(sources, rule, results)
     if as_json:
         return _print_json(result)
     m = result["metrics"]
     out.print(f"{result['method']} on {result['dataset']} fold {result['fold']}: UAR {100 * m['uar']:.2f}  "
-              f"WAR {100 * m['war']:.2f}  ({m['n_test']} test videos) -> {result['out_dir']}")
+              f"WAR {100 * m['war']:.2f}  macro-F1 {100 * m['macro_f1']:.2f} -> {result['dir']}",
+              highlight=False, soft_wrap=True)
 
 
 # ---------------------------------------------------------------------------------------------- profile

@@ -121,12 +121,13 @@ def environment(device: torch.device) -> dict:
 
 def run_result(*, spec: Any, family: str, variant_of: str | None, duration_s: float, selected_epoch: int,
                views_per_video: float, init: dict, metrics: dict, metrics_last: dict | None, profile: dict,
-               env: dict, data: dict) -> dict:
+               env: dict, data: dict, training: str = "trained", run_id: str | None = None) -> dict:
     """The result.json of a completed run (schema v1). The protocol block is derived from the spec here, so
-    every result records its frames, size, sampling, test views, selection rule and init the same way."""
+    every result records its frames, size, sampling, test views, selection rule and init the same way.
+    `training` is "trained", or "zero-shot" for an evaluation with no training (its rows are reported apart)."""
     d, t = spec.data, spec.train
     return {
-        "schema_version": SCHEMA_VERSION, "run_id": spec.run_id, "status": "completed", "created_at": now_iso(),
+        "schema_version": SCHEMA_VERSION, "run_id": run_id or spec.run_id, "status": "completed", "created_at": now_iso(),
         "duration_s": round(float(duration_s), 2),
         "method": spec.method, "family": family, "parent": variant_of, "dataset": spec.dataset,
         "fold": spec.fold, "seed": spec.seed, "protocol_name": spec.protocol, "config_hash": spec.config_hash(),
@@ -136,7 +137,8 @@ def run_result(*, spec: Any, family: str, variant_of: str | None, duration_s: fl
             "segment_len": d.segment_len, "test_temporal": d.test_temporal, "test_views": d.test_views,
             "test_crops": d.test_crops, "views_per_video": views_per_video, "aggregate": d.aggregate,
             "selection": t.selection, "selection_metric": t.selection_metric, "selected_epoch": selected_epoch,
-            "epochs": t.epochs, "init": init, "normalisation": "none" if d.mean is None else "mean/std",
+            "epochs": t.epochs if training == "trained" else 0, "init": init, "training": training,
+            "normalisation": "none" if d.mean is None else "mean/std",
         },
         "metrics": metrics,
         "metrics_last": metrics_last,

@@ -92,6 +92,26 @@ def _dataset_tables(ds: str, groups: list[Group], rows: list[dict], tables_dir: 
     return [*files, p]
 
 
+APART_NOTES = {
+    "zero-shot": "ZERO-SHOT: evaluated with no training (text-prompted label matching); a row without weights is "
+                 "labelled 'random init (not the method)' and measures nothing.",
+    "fused": "FUSED: late fusion of the per-video probabilities of the named source runs on the same test split "
+             "(mean, or MHPF weights fitted on the training split only); GMACs/params are the sources' sums.",
+}
+
+
+def _apart_table(ds: str, kind: str, groups: list[Group], rows: list[dict], tables_dir: Path, formats: Sequence[str],
+                 stamp: str) -> list[Path]:
+    """Zero-shot and fused rows: their own table beside the dataset's main one."""
+    header, disp = _display_rows(rows)
+    header_t, disp_t = _display_rows(rows, tex=True)
+    stem = f"{ds}_{kind.replace('-', '_')}"
+    return write_table(tables_dir, stem, title=f"{ds}: {kind}", header=header, display=disp, rows=rows,
+                       columns=MAIN_CSV_COLUMNS, formats=formats, stamp=stamp,
+                       notes=[APART_NOTES.get(kind, kind), *_main_notes(rows)[:1]], tex_display=disp_t,
+                       raw_cols=tuple(header_t.index(h) for h in ("UAR (%)", "WAR (%)", "macro-F1 (%)")))
+
+
 def _dataset_plots(ds: str, groups: list[Group], plots_dir: Path) -> list[Path]:
     files = []
     per_method: dict[str, int] = {}
@@ -158,13 +178,21 @@ def write_report(results_dir: Path = Path("results"), out_dir: Path = Path("repo
     stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
     rows_by_ds: dict[str, list[dict]] = {}
     tables: dict[str, list[dict]] = {}
-    for ds, groups in groups_by_ds.items():
-        rows = [summarise_group(g, lit_rows) for g in groups]
+    for ds, all_groups in groups_by_ds.items():
+        kinds: dict[str, list[Group]] = {}
+        for g in all_groups:  # zero-shot evaluations and fused predictions are reported apart from trained runs
+            kinds.setdefault(str(g.protocol.get("training", "trained")), []).append(g)
+        groups_by_ds[ds] = kinds.pop("trained", [])
+        rows = [summarise_group(g, lit_rows) for g in groups_by_ds[ds]]
         rows_by_ds[ds] = rows
         tables[ds] = [{k: r[k] for k in ("method", "protocol", "selection", "variant", "uar_mean", "uar_std",
                                          "war_mean", "war_std", "n_folds", "n_folds_expected", "complete",
                                          "run_ids")} for r in rows]
-        files += _dataset_tables(ds, groups, rows, tables_dir, formats, stamp)
+        if rows:
+            files += _dataset_tables(ds, groups_by_ds[ds], rows, tables_dir, formats, stamp)
+        for kind, groups in kinds.items():
+            files += _apart_table(ds, kind, groups, [summarise_group(g, lit_rows) for g in groups], tables_dir,
+                                  formats, stamp)
     files += write_cost_tables(cost_rows(runs, results_dir), tables_dir, stamp)
 
     if plots and runs:
