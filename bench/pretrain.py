@@ -13,6 +13,7 @@ official pre-training data stated in the result.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import time
 from pathlib import Path
@@ -77,7 +78,8 @@ class PretrainRun(Run):
             raise BenchError(f"{spec.dataset} fold {spec.fold} has no training clips to pre-train on")
         self.augment_on = resolve_augment_on(spec.data.augment_on, device)
         ds = ClipDataset(manifest, train, spec.data, train=True, seed=spec.seed, augment_on=self.augment_on)
-        model = pt.build(frames=spec.data.frames, size=spec.data.size, **spec.model.kwargs).to(device)
+        extra = {k: getattr(spec.data, k) for k in ("mean", "std") if k in inspect.signature(pt.build).parameters}
+        model = pt.build(frames=spec.data.frames, size=spec.data.size, **spec.model.kwargs, **extra).to(device)
         optimizer = build_optimizer(model, spec.optim)
         scaler = torch.amp.GradScaler(device.type, enabled=spec.train.precision == "fp16" and device.type == "cuda")
         state = self._resume(model, optimizer, scaler)

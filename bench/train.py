@@ -353,7 +353,9 @@ class Run:
             return model
         from torch.nn.parallel import DistributedDataParallel
 
-        return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        # find_unused_parameters: a head or an expert that gets no input in a step (S4D's image head, MoE routing)
+        return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
+                                       find_unused_parameters=True)
 
     def _barrier(self) -> None:
         if self.world > 1:

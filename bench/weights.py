@@ -10,6 +10,7 @@ falls back to random weights silently.
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -62,7 +63,10 @@ def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]
     if scripted is not None:
         return scripted, {}
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        # official checkpoints often store the training script's argparse.Namespace ('args'): a plain record of
+        # strings and numbers, safe to rebuild, so it is the one class allowed beyond tensors and containers
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - unpickling refused or corrupt file
         raise BenchError(f"{path}: cannot load with weights_only=True ({type(e).__name__}); "
                          "re-save it as a plain state_dict (torch.save(model.state_dict(), path))") from None

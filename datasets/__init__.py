@@ -1,3 +1,9 @@
-"""Dataset modules register themselves at import; add new ones here."""
+"""Dataset modules register themselves at import. Every module of this package whose name does not start with
+`_` is imported, so adding a dataset is adding one file."""
 
-from bench.datasets import community, dfew, ferv39k, folder, mafw, synthetic  # noqa: F401
+import importlib
+import pkgutil
+
+MODULES = sorted(m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_"))
+for _name in MODULES:
+    importlib.import_module(f"{__name__}.{_name}")

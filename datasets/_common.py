@@ -218,6 +218,15 @@ def _inspect(path: Path, lv: int) -> tuple[int, tuple[str, str] | None]:
         except DataError as e:
             return 0, ("corrupt", str(e).split(": ", 1)[-1])
         return n, None
+    if fr.is_image_file(path):  # a static image as a one-frame clip
+        if lv >= 1 and (why := fr.verify_frame_file(path, path.stat().st_size)):
+            return 1, ("corrupt", f"{path.name}: {why}")
+        if lv >= 2:
+            try:
+                fr.decode_image(path)
+            except DataError as err:
+                return 1, ("corrupt", f"{path.name}: {str(err).split(': ', 1)[-1]}")
+        return 1, None
     if not path.is_dir():
         return 0, ("missing", "clip folder is missing")
     try:

@@ -227,10 +227,23 @@ def _video_reader(path: Path):
     return vr
 
 
+def is_image_file(path: Path) -> bool:
+    """A single image used as a one-frame clip (static-image datasets such as AffectNet or RAF-DB)."""
+    return path.suffix.lower() in FRAME_EXTS and path.is_file()
+
+
+def read_image_clip(path: Path, indices: list[int]) -> np.ndarray:
+    """An image file as a clip: its one frame at every requested index."""
+    frame = decode_image(path)
+    return np.repeat(frame[None], len(indices), axis=0)
+
+
 def count_frames(path: Path) -> int:
-    """Frames in a clip folder or video file (counted on disk, never trusted from a list)."""
+    """Frames in a clip folder or video file (counted on disk, never trusted from a list); 1 for an image."""
     if path.suffix.lower() in VIDEO_EXTS:
         return count_video_frames(path)
+    if is_image_file(path):
+        return 1
     return len(frame_entries(path))
 
 
@@ -339,4 +352,6 @@ def read_clip(path: Path, indices: list[int], size: int | None = None) -> np.nda
         return read_packed(npy, indices, path)
     if path.suffix.lower() in VIDEO_EXTS:
         return read_video(path, indices)
+    if is_image_file(path):
+        return read_image_clip(path, indices)
     return read_frames(path, indices)

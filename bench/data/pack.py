@@ -44,6 +44,8 @@ def resize_clip(clip: np.ndarray, size: int) -> np.ndarray:
 def _decode_all(path: Path, n: int) -> np.ndarray:
     if path.suffix.lower() in fr.VIDEO_EXTS:
         return fr.read_video(path, list(range(n)))
+    if fr.is_image_file(path):
+        return fr.read_image_clip(path, list(range(n)))
     return fr.read_frames(path, list(range(n)))
 
 
