@@ -96,15 +96,20 @@ class _LogitsOnly(nn.Module):
 
 @contextlib.contextmanager
 def _unfused_attention(model: nn.Module) -> Iterator[int]:
-    """Temporarily set `fused_attn=False` on every module that has the flag (timm attention blocks)."""
+    """Temporarily set `fused_attn=False` on every module that has the flag (timm attention blocks), and turn off
+    nn.MultiheadAttention's inference fast path, whose fused kernel (aten::_native_multi_head_attention) neither
+    counter sees (an open_clip / nn.TransformerEncoderLayer block would otherwise lose its projections too)."""
     saved = []
     for m in model.modules():
         if isinstance(getattr(m, "fused_attn", None), bool):
             saved.append((m, m.fused_attn))
             m.fused_attn = False
+    fastpath = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
     try:
         yield len(saved)
     finally:
+        torch.backends.mha.set_fastpath_enabled(fastpath)
         for m, v in saved:
             m.fused_attn = v
 

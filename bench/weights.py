@@ -62,6 +62,10 @@ def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]
     scripted = _torchscript_state_dict(path)
     if scripted is not None:
         return scripted, {}
+    if Path(path).suffix == ".safetensors":  # open_clip / Hugging Face weight files
+        from safetensors.torch import load_file
+
+        return load_file(str(path), device="cpu"), {}
     try:
         # official checkpoints often store the training script's argparse.Namespace ('args'): a plain record of
         # strings and numbers, safe to rebuild, so it is the one class allowed beyond tensors and containers

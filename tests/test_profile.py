@@ -223,3 +223,15 @@ def test_recurrent_layers_counted_by_both(cls):
     assert prof["gmacs_fvcore"] * 1e9 == pytest.approx(t * (layer1 + layer2), abs=0.5)
     assert prof["gmacs_flopcounter"] * 1e9 == pytest.approx(t * (layer1 + layer2), abs=0.5)
     assert not prof["fvcore_unsupported_ops"]
+
+
+def test_multihead_attention_fast_path_is_counted():
+    """nn.MultiheadAttention in eval/no_grad takes a fused fast path that no counter sees; counting turns it off,
+    so a TransformerEncoderLayer's attention and projections are counted (analytic MACs, both counters)."""
+    d, n, ff = 32, 10, 64
+    layer = nn.TransformerEncoderLayer(d, nhead=4, dim_feedforward=ff, batch_first=True).eval()
+    macs = P.count_macs(layer, (n, d))
+    expected = n * d * 3 * d + 2 * n * n * d + n * d * d + 2 * n * d * ff  # qkv, scores+values, out-proj, FFN
+    assert macs["gmacs_flopcounter"] * 1e9 == pytest.approx(expected, rel=0.02)
+    assert macs["gmacs_fvcore"] * 1e9 == pytest.approx(expected, rel=0.05)
+    assert torch.backends.mha.get_fastpath_enabled()  # restored
