@@ -291,3 +291,27 @@ def test_reference_literature_is_the_shared_copy():
 def test_pareto_front():
     pts = [(1.0, 50.0), (2.0, 60.0), (3.0, 55.0), (0.5, 40.0), (2.0, 58.0), (4.0, 61.0)]
     assert pareto_front(pts) == [3, 0, 1, 5]
+
+
+def test_robustness_plot_over_label_noise(tmp_path):
+    """Synthetic runs of one method at several label_noise levels: one line of UAR vs noise, and the level in the
+    table's input column."""
+    from PIL import Image
+
+    classes = ["happy", "sad", "neutral", "angry", "surprise", "disgust", "fear"]
+    for noise, acc in ((0.0, 0.6), (0.2, 0.5), (0.4, 0.35)):
+        spec = resolve_spec("r3d18", "synthetic", fold=1, sets=[f"data.options.label_noise={noise}"])
+        rng = np.random.default_rng(int(noise * 10))
+        y = rng.integers(0, 7, 200)
+        pred = np.where(rng.random(200) < acc, y, rng.integers(0, 7, 200))
+        write_result(run_dir(tmp_path, spec), run_result(
+            spec=spec, family="3D CNN", variant_of=None, duration_s=1, selected_epoch=1, views_per_video=1.0,
+            init={"kind": "scratch", "label": "scratch"}, metrics={**compute_metrics(y, pred, classes), "epoch": 1},
+            metrics_last=None, profile={"gmacs": 1.0, "params_total": 1}, env={}, data={}))
+    res = write_report(tmp_path, tmp_path / "out", literature=LITERATURE)
+    plot = tmp_path / "out" / "plots" / "robustness_synthetic.png"
+    assert str(plot) in res["files"]
+    with Image.open(plot) as im:
+        im.verify()
+    rows = _read_csv(tmp_path / "out" / "tables" / "synthetic.csv")
+    assert sorted(r["input"] for r in rows) == [f"8x48 (label_noise={n})" for n in (0.0, 0.2, 0.4)]

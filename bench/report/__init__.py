@@ -26,7 +26,14 @@ from bench.errors import BenchError
 from bench.report.aggregate import SELECTION_LABELS, Group, _pct, group_runs, per_class_rows, summarise_group
 from bench.report.cost import cost_rows, write_cost_tables
 from bench.report.literature import DEFAULT_LITERATURE, REPO_ROOT, load_literature
-from bench.report.plots import _slug, pareto_front, plot_accuracy_vs_gmacs, plot_confusion, plot_curves
+from bench.report.plots import (
+    _slug,
+    pareto_front,
+    plot_accuracy_vs_gmacs,
+    plot_confusion,
+    plot_curves,
+    plot_robustness,
+)
 from bench.report.tables import MAIN_CSV_COLUMNS, _display_rows, _fmt, _write_csv, write_table
 from bench.store import load_runs
 
@@ -201,6 +208,8 @@ def write_report(results_dir: Path = Path("results"), out_dir: Path = Path("repo
         files += [p] if p else []
         for ds, groups in groups_by_ds.items():
             files += _dataset_plots(ds, groups, plots_dir)
+            p = plot_robustness(groups, rows_by_ds[ds], plots_dir / f"robustness_{_slug(ds)}.png")
+            files += [p] if p else []
 
     used = [{"run_id": r.run_id, "result_json": str(r.path), "config_hash": r.get("config_hash", ""),
              "dataset": r["dataset"], "method": r["method"], "fold": r.get("fold"), "seed": r.get("seed")}

@@ -100,9 +100,11 @@ def _protocol_columns(g: Group) -> dict[str, Any]:
     views = f"{p.get('test_temporal', '?')} {p.get('test_views', '?')}x{p.get('test_crops', '?')}"
     if p.get("views_per_video") is not None:
         views += f" ({float(p['views_per_video']):g}/video)"
+    options = ((g.first.get("spec") or {}).get("data") or {}).get("options") or {}
+    shown = ", ".join(f"{k}={v}" for k, v in sorted(options.items()) if k not in ("on_bad_clip", "verify"))
     return {
         "protocol": g.first.get("protocol_name", ""),
-        "input": f"{p.get('frames', '?')}x{p.get('size', '?')}",
+        "input": f"{p.get('frames', '?')}x{p.get('size', '?')}" + (f" ({shown})" if shown else ""),
         "epochs": p.get("epochs"),
         "sampling": f"{p.get('sampler', '?')}/s{p.get('stride', '?')}",
         "test_views": views,

@@ -162,3 +162,42 @@ def plot_curves(groups: list[Group], title: str, path: Path) -> Path | None:
 
 def _slug(s: str) -> str:
     return re.sub(r"[^A-Za-z0-9._]+", "-", s).strip("-") or "x"
+
+
+def noise_level(row_or_group: Any) -> float | None:
+    """The synthetic `label_noise` knob of a group's runs (None when the dataset has no such knob)."""
+    spec = row_or_group.first.get("spec") or {}
+    options = (spec.get("data") or {}).get("options") or {}
+    return float(options.get("label_noise", 0.0)) if row_or_group.dataset == "synthetic" else None
+
+
+def plot_robustness(groups: list[Group], rows: list[dict], path: Path) -> Path | None:
+    """Test UAR vs the fraction of flipped training labels (synthetic `label_noise`), one line per method, for
+    methods run at two or more noise levels; error bars are the std over folds/seeds where there are several."""
+    import seaborn as sns
+
+    by_method: dict[str, list[tuple[float, float, float | None]]] = {}
+    for g, r in zip(groups, rows, strict=True):
+        level = noise_level(g)
+        if level is None or r["uar_mean"] is None:
+            continue
+        by_method.setdefault(g.method, []).append((level, r["uar_mean"], r["uar_std"]))
+    by_method = {m: sorted(v) for m, v in by_method.items() if len({x[0] for x in v}) >= 2}
+    if not by_method:
+        return None
+    with sns.axes_style("whitegrid"):
+        fig = _new_figure(7.0, 4.5)
+        ax = fig.subplots()
+        palette = method_palette(by_method)
+        for m, pts in sorted(by_method.items()):
+            xs, ys, es = zip(*pts, strict=True)
+            ax.errorbar([100 * x for x in xs], ys, yerr=[e or 0 for e in es], color=palette[m], marker="o", capsize=3,
+                        label=m)
+        ax.axhline(100 / 7, color="gray", ls=":", lw=1, label="chance (7 classes)")
+        ax.set_xlabel("training labels flipped (%)  [synthetic label_noise; test labels clean]")
+        ax.set_ylabel("test UAR (%)")
+        ax.set_title("synthetic: robustness to label noise")
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(path)
+    return path
