@@ -105,3 +105,29 @@ def test_compound_evaluation_from_a_model_trained_on_the_basic_classes(tmp_path)
     assert shared
     for i in shared:
         np.testing.assert_allclose(preds["basic_probs"][i], single_probs[preds["video_ids"][i]], rtol=1e-5)
+
+
+def test_zero_shot_evaluation_through_the_cli(tmp_path, data_home):
+    """`bench eval --zero-shot` of the CLIP label-matching method: without weights the result says it measures
+    nothing; with a CLIP state_dict in open_clip's names it records that init; both are reported apart."""
+    import open_clip
+    import torch
+
+    env = {"DFER_DATA_HOME": str(data_home)}
+    args = ["eval", "--zero-shot", "-m", "clip_zeroshot", "-d", "synthetic", "--fold", "1", "--workers", "0",
+            "--set", "data.options.clips_per_class=2", "--set", "data.options.folds=2", "--set",
+            "data.options.resolution=32", "--set", "data.size=32", "--set", "data.frames=2", "--json"]
+    bare = json.loads(bench_cli(args, tmp_path, env, check=True).stdout)
+    assert bare["protocol"]["training"] == "zero-shot" and "measures nothing" in bare["protocol"]["init"]["label"]
+    torch.manual_seed(0)
+    clip = open_clip.create_model("ViT-B-32-quickgelu", pretrained=None)
+    path = tmp_path / "open_clip_vitb32.pt"
+    torch.save(clip.state_dict(), path)
+    loaded = json.loads(bench_cli([*args, "--init", f"openai_clip:{path}"], tmp_path, env, check=True).stdout)
+    init = loaded["protocol"]["init"]
+    assert init["kind"] == "openai_clip" and init["report"]["loaded"] > 290 and init["report"]["missing"] == []
+    assert loaded["run_id"] != bare["run_id"] and loaded["run_id"].endswith("-zeroshot")
+    bench_cli(["report", "--out", "rep", "--no-plots"], tmp_path, env, check=True)
+    table = (tmp_path / "rep" / "tables" / "synthetic_zero_shot.md").read_text()
+    assert "ZERO-SHOT" in table and "measures nothing" in table and "openai_clip" in table
+    assert not (tmp_path / "rep" / "tables" / "synthetic.md").exists()  # no trained run here
