@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import re
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -66,19 +67,12 @@ def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]
         from safetensors.torch import load_file
 
         return load_file(str(path), device="cpu"), {}
-    try:
-        # official checkpoints often store the training script's argparse.Namespace ('args'): a plain record of
-        # strings and numbers, safe to rebuild, so it is the one class allowed beyond tensors and containers
-        with torch.serialization.safe_globals([argparse.Namespace]):
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - unpickling refused or corrupt file
-        raise BenchError(f"{path}: cannot load with weights_only=True ({type(e).__name__}); "
-                         "re-save it as a plain state_dict (torch.save(model.state_dict(), path))") from None
-    meta: dict[str, Any] = {}
+    obj, opaque = _load_weights_only(path)
+    meta: dict[str, Any] = {"opaque_objects": opaque} if opaque else {}
     if isinstance(obj, dict):
         for key in WRAPPER_KEYS:
             if key in obj and isinstance(obj[key], dict):
-                meta = {k: v for k, v in obj.items() if isinstance(v, (int, float, str)) and not isinstance(v, bool)}
+                meta.update({k: v for k, v in obj.items() if isinstance(v, (int, float, str)) and not isinstance(v, bool)})
                 obj = obj[key]
                 break
     if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
@@ -88,6 +82,38 @@ def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]
     if all(k.startswith(prefix) for k in obj):
         obj = {k[len(prefix):]: v for k, v in obj.items()}
     return obj, meta
+
+
+class _Opaque:
+    """Stands in for a Python object of a checkpoint's own classes (a training script's meter or logger): it is
+    rebuilt as an inert record, so none of that code runs and the tensors beside it still load."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.args = args
+
+    def __setstate__(self, state: Any) -> None:
+        self.state = state
+
+
+_UNSUPPORTED = re.compile(r"Unsupported global: GLOBAL (\S+)")
+
+
+def _load_weights_only(path: Path) -> tuple[Any, list[str]]:
+    """torch.load(weights_only=True), allowing argparse.Namespace (official checkpoints store their 'args') and
+    replacing each other foreign class (e.g. Former-DFER's RecorderMeter) by an inert `_Opaque` record."""
+    opaque: list[str] = []
+    while True:
+        allowed = [argparse.Namespace, *[(_Opaque, name) for name in opaque]]
+        try:
+            with torch.serialization.safe_globals(allowed):
+                return torch.load(path, map_location="cpu", weights_only=True), opaque
+        except Exception as e:  # noqa: BLE001 - unpickling refused or corrupt file
+            found = _UNSUPPORTED.search(str(e))
+            if found and found.group(1) not in opaque and len(opaque) < 16:
+                opaque.append(found.group(1))
+                continue
+            raise BenchError(f"{path}: cannot load with weights_only=True ({type(e).__name__}); re-save it as a "
+                             "plain state_dict (torch.save(model.state_dict(), path))") from None
 
 
 def _torchscript_state_dict(path: Path) -> dict[str, torch.Tensor] | None:

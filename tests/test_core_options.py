@@ -125,3 +125,31 @@ def test_torchscript_weight_files_are_read(tmp_path):
     state, meta = read_checkpoint(path)
     assert set(state) == {"0.weight", "0.bias", "2.weight", "2.bias"} and meta == {}
     assert torch.equal(state["2.weight"], scripted.state_dict()["2.weight"])
+
+
+def test_checkpoints_with_foreign_objects_load_without_running_their_code(tmp_path):
+    """Released checkpoints (Former-DFER, DFER-CLIP, EC-STFL) pickle their training script's objects next to the
+    weights; the tensors load under weights_only=True, the objects become inert records named in the notes."""
+    import argparse
+    import sys
+    import types
+
+    module = types.ModuleType("fake_training_utils")
+
+    class RecorderMeter:  # a class the loading process does not have
+        def __init__(self):
+            self.epochs = [1, 2, 3]
+
+    RecorderMeter.__module__ = "fake_training_utils"
+    RecorderMeter.__qualname__ = "RecorderMeter"
+    module.RecorderMeter = RecorderMeter
+    sys.modules["fake_training_utils"] = module
+    path = tmp_path / "model_best.pth"
+    try:
+        torch.save({"state_dict": {"module.fc.weight": torch.ones(2, 3)}, "recorder": RecorderMeter(), "epoch": 7,
+                    "args": argparse.Namespace(lr=0.01)}, path)
+    finally:
+        del sys.modules["fake_training_utils"]
+    state, meta = read_checkpoint(path)
+    assert set(state) == {"fc.weight"} and meta["epoch"] == 7
+    assert meta["opaque_objects"] == ["fake_training_utils.RecorderMeter"]
