@@ -56,6 +56,9 @@ class DataCfg:
     # relative to the dataset root) holding <clip_id>.npy (one row per frame, sampled at the clip's frame
     # indices) or <clip_id>.txt (one text per clip); given to the model as forward(x, streams={name: ...})
     streams: dict = field(default_factory=dict)
+    # joint training with a static image set (S4D): {dataset: static_images, root: PATH, rate: 0.5, batch_scale: 2,
+    # options: {...}}; each epoch adds rate x (its batches) pure image steps, called model(x, task="image")
+    mix: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -171,7 +174,7 @@ def semantic_view(spec_dict: dict) -> dict:
 
 
 SECTIONS = {"data": DataCfg, "optim": OptimCfg, "reg": RegCfg, "train": TrainCfg, "model": ModelCfg}
-FREE_DICTS = {("data", "options"), ("data", "streams"), ("model", "kwargs"), ("model", "loss"), ("optim", "lr_groups")}
+FREE_DICTS = {("data", "options"), ("data", "streams"), ("data", "mix"), ("model", "kwargs"), ("model", "loss"), ("optim", "lr_groups")}
 
 
 def _coerce(value: Any, typ: Any, where: str) -> Any:

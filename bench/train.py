@@ -40,7 +40,7 @@ from bench.evaluate import autocast_ctx, evaluate, save_predictions
 from bench.losses import criterion_for
 from bench.mixup import VideoMixup
 from bench.optim import SCHEDULES, build_optimizer, set_lr
-from bench.registry import METHODS
+from bench.registry import DATASETS, METHODS
 from bench.runtime import resolve_augment_on, resolve_device, rng_state, seed_everything, set_rng_state
 from bench.spec import RunSpec
 from bench.store import (
@@ -163,6 +163,7 @@ class Run:
             sampler = torch.utils.data.distributed.DistributedSampler(train_ds, shuffle=True, seed=spec.seed,
                                                                       drop_last=spec.train.drop_last)
         evaluation = _Evaluation(self, model, test_ds, val_ds, device)
+        self.mix = self._mix_data(spec) if spec.data.mix else None
 
         self.console.print(
             f"[bold]{spec.run_id}[/]  {info.name} on {spec.dataset} fold {spec.fold}: {len(train_recs)} train / "
@@ -203,6 +204,58 @@ class Run:
     def _evaluates(self, epoch: int) -> bool:
         return (epoch + 1) % max(self.spec.train.eval_every, 1) == 0 or epoch + 1 == self.spec.train.epochs
 
+    def _mix_data(self, spec: RunSpec) -> tuple[ClipDataset, VideoMixup, float, int]:
+        """The static image set of data.mix (S4D's joint training): its training split as one-frame clips."""
+        import copy
+
+        from bench.data.roots import resolve_root
+
+        mix = dict(spec.data.mix)
+        unknown = set(mix) - {"dataset", "root", "rate", "batch_scale", "options"}
+        if unknown or "dataset" not in mix:
+            raise BenchError(f"data.mix takes dataset, root, rate, batch_scale, options (got {sorted(mix)})")
+        info = DATASETS.get(mix["dataset"])
+        root, _ = resolve_root(info, mix.get("root"))
+        manifest = info.build_manifest(root, None, dict(mix.get("options") or {}))
+        cfg = copy.deepcopy(spec.data)
+        cfg.frames, cfg.train_clips, cfg.streams, cfg.sampler, cfg.segment_len = 1, 1, {}, "segment", 1
+        records = manifest.split("train")
+        if not records:
+            raise DataError(f"{root}: the data.mix image set has no training images")
+        self.mix_manifest_sha256 = manifest.checksum()
+        ds = ClipDataset(manifest, records, cfg, train=True, seed=spec.seed)
+        mixup = VideoMixup(len(manifest.classes), spec.reg.mixup_alpha, spec.reg.cutmix_alpha, spec.reg.mix_prob,
+                           spec.reg.switch_prob, spec.reg.label_smoothing)
+        return ds, mixup, float(mix.get("rate", 0.5)), max(1, round(spec.train.batch_size * float(mix.get("batch_scale", 2))))
+
+    def _steps(self, epoch: int, loader) -> tuple[int, object]:
+        """(steps, iterator of (task, batch)): the video batches, and with data.mix the image batches interleaved
+        at positions drawn from a generator seeded by the epoch (pure video or pure image steps)."""
+        if self.mix is None:
+            return len(loader), (("video", b) for b in batches(loader))
+        ds, _, rate, batch = self.mix
+        ds.set_epoch(epoch)
+        images = make_loader(ds, batch, workers=self.spec.data.workers, shuffle=True, drop_last=True,
+                             seed=self.spec.seed, epoch=epoch, class_balanced=True)
+        n_img = int(rate * len(images))
+        total = len(loader) + n_img
+        is_image = torch.zeros(total, dtype=torch.bool)
+        is_image[torch.randperm(total, generator=torch.Generator().manual_seed(epoch))[:n_img]] = True
+
+        def gen():
+            video_it, image_it = iter(batches(loader)), iter(batches(images))
+            for flag in is_image.tolist():
+                if not flag:
+                    yield "video", next(video_it)
+                    continue
+                try:
+                    yield "image", next(image_it)
+                except StopIteration:  # restart an exhausted image iterator
+                    image_it = iter(batches(images))
+                    yield "image", next(image_it)
+
+        return total, gen()
+
     def _train_epoch(self, epoch: int, train_ds: ClipDataset, sampler, forward_model, model, optimizer, scaler,
                      criterion, mixup: VideoMixup, device: torch.device, progress: Progress) -> dict:
         spec = self.spec
@@ -211,22 +264,25 @@ class Run:
         if sampler is not None:
             sampler.set_epoch(epoch)
         loader = self._train_loader(train_ds, spec.train.batch_size, epoch, sampler)
-        iters = len(loader)
+        iters, steps = self._steps(epoch, loader)
         mix_gen = torch.Generator().manual_seed(zlib.crc32(f"mix/{spec.seed}/{epoch}".encode()))
         forward_model.train()
         task = progress.add_task(f"epoch {epoch + 1}/{spec.train.epochs}", total=iters, loss="")
         total, parts_sum, n, lr = 0.0, Counter(), 0, 0.0
-        for it, batch in enumerate(batches(loader)):
+        for it, (kind, batch) in enumerate(steps):
             lr = schedule(spec.optim, epoch, it, iters, spec.train.epochs)
             set_lr(optimizer, lr)
             clips = batch["clip"].to(device, non_blocking=True)
             if "aug" in batch:  # data.augment_on=device: the loader sent decoded frames and their draws
                 clips = augment_batch(clips, batch["aug"], batch["sizes"], spec.data)
             labels = batch["label"].to(device, non_blocking=True)
-            clips, targets = mixup(clips, labels, mix_gen)
+            extra = {"task": "image"} if kind == "image" else model_inputs(batch, device)
+            clips, targets = (self.mix[1] if kind == "image" else mixup)(clips, labels, mix_gen)
             with autocast_ctx(device, spec.train.precision):
-                outputs = forward_model(clips, **model_inputs(batch, device))
+                outputs = forward_model(clips, **extra)
             loss, parts = criterion(outputs, targets.to(device))
+            if kind == "image":
+                parts = {f"image_{k}": v for k, v in parts.items()}
             if not torch.isfinite(loss):
                 raise BenchError(f"non-finite loss at epoch {epoch + 1} iteration {it}; lower optim.lr "
                                  "or enable --set train.grad_clip=1.0")
@@ -329,7 +385,8 @@ class Run:
             selected_epoch=selected_epoch, views_per_video=views, init=init_record, metrics=metrics,
             metrics_last=metrics_last if spec.train.selection != "last" else None, profile=profile,
             env={**environment(device), "manifest_sha256": self.manifest_sha256, "data_sources": manifest.sources,
-                 "augment_on": self.augment_on},
+                 "augment_on": self.augment_on,
+                 **({"mix_manifest_sha256": self.mix_manifest_sha256} if self.mix is not None else {})},
             data={"n_train": n_train, "n_val": n_val, "n_test": len(test_recs), "skipped": manifest.skipped})
         write_result(self.dir, result)
         return result

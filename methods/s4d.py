@@ -45,8 +45,7 @@ Differences from the official code (all switches default to the official behavio
   needs the trainer to interleave a second loader: not in the harness yet. The model side is complete
   (`forward(x, task="image")`) and `datasets/static_images.py` reads the image sets; see JOINT_TRAINING below.
   Without it a run is video-only fine-tuning.
-* Weights: official fine-tuning checkpoints also hold 'args' (an argparse.Namespace), which the core's
-  torch.load(weights_only=True) refuses; until the core allows that class, re-save {'model': ckpt['model']}.
+* Weights: official fine-tuning checkpoints also hold 'args' (an argparse.Namespace); the core allows that class.
 * lr: run.sh trains on 2 GPUs x 16 clips, lr = 1e-5 x 32/8 = 4e-5; the recipe keeps batch 16 per process and lr
   4e-5 (run with 2 processes for the official total batch; on one device add --batch-size 32).
 
@@ -75,22 +74,12 @@ PAPER = Paper(authors="Chen et al.",
 
 AFFECTNET7 = ("neutral", "happy", "sad", "surprise", "fear", "disgust", "anger")  # head.image label order
 
-JOINT_TRAINING = """What the trainer must add for S4D's joint static+dynamic fine-tuning (official `--mode joint`):
-1. A second training set: the static image set (dataset `static_images`, AffectNet-7 train split; clips of one
-   frame) read with data.frames=1 (the model also accepts the 16 copies the sampler makes of a one-frame clip when
-   called with task="image"); train aug: resize 192², random crop 160, flip 0.5, RandAugment(m9, mstd 0.5, 2 ops),
-   RandomErasing p 0.25 before Normalize(ImageNet); batch 2 x the video batch (32 per process), drop_last,
-   class-balanced sampling with replacement (weights 1 / class count, len = dataset size, redrawn every epoch).
-2. Per epoch: steps = len(video loader) + int(0.5 * len(image loader)); a permutation drawn from a generator seeded
-   with the epoch (the same on every rank) decides which steps are image steps; each step is a PURE video or a PURE
-   image batch; an exhausted image iterator is restarted. The lr schedule counts all steps (video + image).
-3. An image step: mixup/cutmix with the same reg.* settings over the 7 image classes (label smoothing 0.1), then
-   outputs = model(images, task="image") -> logits (B, 7) from head.image; the same criterion (soft-target CE, plus
-   the balance term when its weight is > 0); loss weight 1, same optimizer step. Video steps are unchanged.
-4. Evaluate the image test split every epoch (log only: image accuracy); the checkpoint selection uses the video
-   test metric only.
-5. DDP needs find_unused_parameters=True (head.image gets no gradient in video steps, head.video none in image
-   steps, and an expert may receive no token)."""
+JOINT_TRAINING = """Joint static+dynamic fine-tuning (official `--mode joint`) is the core's data.mix: e.g.
+--set data.mix.dataset=static_images --set data.mix.root=/data/AffectNet --set data.mix.rate=0.5 (image batches of
+batch_scale x the video batch, class-balanced, interleaved with the video batches at positions drawn from the epoch;
+each a pure image step calling model(x, task="image") with the same criterion and optimizer step). Not reproduced:
+the image augmentation (resize 192 / crop 160 / RandAugment m9 / RandomErasing: the harness applies its video
+augmentation to the one-frame clips) and the per-epoch image test accuracy log."""
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -453,3 +453,26 @@ def test_static_image_records_load_through_the_clip_dataset(tmp_path):
     spec = resolve_spec("s4d", "static_images", sets=[f"data.root={root}", "data.frames=1", "data.size=32"])
     item = ClipDataset(m, m.split("train"), spec.data, train=True)[0]
     assert item["clip"].shape == (3, 1, 32, 32)
+
+
+@pytest.mark.slow
+def test_joint_training_with_static_images(tmp_path, data_home):
+    """data.mix: image batches of a static_images set interleaved with the video batches (S4D's --mode joint);
+    the image head trains only in the joint run, and the image set is recorded with the result."""
+    import json
+
+    root = _affectnet_like(tmp_path / "AffectNet")
+    base = ["run", "-m", "s4d", "-d", "synthetic", "--fold", "1", "--epochs", "1", "--batch-size", "2", "--workers", "0",
+            "--no-progress", "--no-latency", "--set", "data.options.clips_per_class=2", "--set",
+            "data.options.folds=2", "--set", "data.options.resolution=32"]
+    env = {"DFER_DATA_HOME": str(data_home)}
+    bench_cli([*base, "--results", "video"], tmp_path, env, check=True)
+    bench_cli([*base, "--results", "joint", "--set", "data.mix.dataset=static_images", "--set", f"data.mix.root={root}",
+               "--set", "data.mix.rate=1.0", "--set", "data.mix.batch_scale=1"], tmp_path, env, check=True)
+    (joint,) = (tmp_path / "joint").rglob("result.json")
+    log = [json.loads(x) for x in (joint.parent / "metrics.jsonl").read_text().splitlines()]
+    assert "image_ce" in log[0]["train_loss_parts"] and "ce" in log[0]["train_loss_parts"]
+    assert json.loads(joint.read_text())["env"]["mix_manifest_sha256"]
+    heads = [torch.load(next((tmp_path / d).rglob("last.pt")), weights_only=True)["model"]["head.image.weight"]
+             for d in ("video", "joint")]
+    assert not torch.equal(heads[0], heads[1])  # same seed and init: only the image steps moved it
