@@ -266,6 +266,8 @@ class Run:
         loader = self._train_loader(train_ds, spec.train.batch_size, epoch, sampler)
         iters, steps = self._steps(epoch, loader)
         mix_gen = torch.Generator().manual_seed(zlib.crc32(f"mix/{spec.seed}/{epoch}".encode()))
+        if hasattr(criterion, "set_epoch"):  # criteria with an epoch schedule (S2D's SDL weights)
+            criterion.set_epoch(epoch)
         forward_model.train()
         task = progress.add_task(f"epoch {epoch + 1}/{spec.train.epochs}", total=iters, loss="")
         total, parts_sum, n, lr = 0.0, Counter(), 0, 0.0

@@ -99,5 +99,6 @@ def test_each_method_file_is_one_module_that_registers():
     for name in METHODS.names():
         info = METHODS.get(name)
         assert info.family in FAMILIES and info.paper.title and info.paper.year > 1990
-        if info.variant_of:
-            assert info.variant_of in METHODS and (info.kwargs or info.loss)
+        if info.variant_of:  # a variant differs from its parent in builder arguments, loss options or recipe
+            parent = METHODS.get(info.variant_of)
+            assert info.kwargs != parent.kwargs or info.loss != parent.loss or info.recipe != parent.recipe, name
