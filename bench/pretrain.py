@@ -36,7 +36,7 @@ from bench.store import (
     now_iso,
     set_status,
 )
-from bench.train import Run, RunState, make_progress
+from bench.train import Run, RunState, make_progress, optimizer_step
 
 RESULT = "pretrain.json"
 WEIGHTS = "pretrained.pt"
@@ -113,13 +113,7 @@ class PretrainRun(Run):
                     loss = out["loss"].float()
                     if not torch.isfinite(loss):
                         raise BenchError(f"non-finite pre-training loss at epoch {epoch + 1} iteration {it}; lower optim.lr")
-                    optimizer.zero_grad(set_to_none=True)
-                    scaler.scale(loss).backward()
-                    if spec.train.grad_clip > 0:
-                        scaler.unscale_(optimizer)
-                        torch.nn.utils.clip_grad_norm_(model.parameters(), spec.train.grad_clip)
-                    scaler.step(optimizer)
-                    scaler.update()
+                    optimizer_step(loss, model, optimizer, scaler, spec.train.grad_clip)
                     total += float(loss.detach())
                     for k, v in (out.get("parts") or {}).items():
                         parts_sum[k] = parts_sum.get(k, 0.0) + float(v)

@@ -67,6 +67,17 @@ def make_progress(console: Console, enabled: bool) -> Progress:
     )
 
 
+def optimizer_step(loss: torch.Tensor, model: torch.nn.Module, optimizer, scaler, grad_clip: float) -> None:
+    """Backward through the (fp16-)scaled loss, optional gradient-norm clipping, optimizer and scaler step."""
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    if grad_clip > 0:
+        scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    scaler.step(optimizer)
+    scaler.update()
+
+
 # ---------------------------------------------------------------------------------------------- the run
 @dataclass
 class RunState:
@@ -288,13 +299,7 @@ class Run:
             if not torch.isfinite(loss):
                 raise BenchError(f"non-finite loss at epoch {epoch + 1} iteration {it}; lower optim.lr "
                                  "or enable --set train.grad_clip=1.0")
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            if spec.train.grad_clip > 0:
-                scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(model.parameters(), spec.train.grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
+            optimizer_step(loss, model, optimizer, scaler, spec.train.grad_clip)
             total += float(loss.detach())
             parts_sum.update(parts)
             n += 1
