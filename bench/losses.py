@@ -26,7 +26,11 @@ from bench.registry import Registry
 
 Criterion = Callable[[Any, torch.Tensor], tuple[torch.Tensor, dict[str, float]]]
 LossTerm = Callable[..., torch.Tensor]
-LOSS_TERMS: Registry[LossTerm] = Registry("loss term")
+def _load_method_terms() -> None:
+    import bench.methods  # noqa: F401  (method files register their shared terms, e.g. intensity_aware)
+
+
+LOSS_TERMS: Registry[LossTerm] = Registry("loss term", _load_method_terms)
 
 
 def register_loss_term(name: str) -> Callable[[LossTerm], LossTerm]:

@@ -465,11 +465,12 @@ def profile_method(method_name: str, num_classes: int = 7, frames: int | None = 
     info = METHODS.get(method_name)
     if dataset is not None:
         data = resolve_spec(method_name, dataset).data
+        class_names = DATASETS.get(dataset).classes or None
         num_classes = len(DATASETS.get(dataset).classes) or num_classes  # `folder`/`list` learn classes from data
     else:
-        data = default_data(method_name)
+        data, class_names = default_data(method_name), None
     frames, size = int(frames or data.frames), int(size or data.size)
-    model = build_model(info, num_classes, frames, size)
+    model = build_model(info, num_classes, frames, size, class_names)
     if views_per_video is not None:
         views, source = float(views_per_video), "argument"
     else:
