@@ -184,3 +184,14 @@ def test_sweep_paper_dry_run_plans_every_run_with_gpu_hours(tmp_path):
     est = estimate_gpu_hours(spec, tmp_path)
     n_train = DATASETS.get("dfew").official_counts[3][0]
     assert est["gpu_hours"] == pytest.approx(spec.train.epochs * n_train / prof["train"]["clips_per_s"] / 3600)
+
+
+def test_shipped_paper_files_name_only_registered_methods():
+    """A paper row that names a method must name a registered one (a typo would show as 'not registered')."""
+    from bench.report.papers import paper_names
+
+    for name in paper_names():
+        for table in load_paper(name).tables:
+            for row in table.rows:
+                method = row.get("method")
+                assert method is None or method in METHODS.names(), f"{name}/{table.id}: {method!r} is not registered"
