@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -63,3 +64,16 @@ def bench_cli(args: list[str], cwd: Path, env_extra: dict | None = None, timeout
     if check and proc.returncode != 0:
         raise AssertionError(f"bench {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     return proc
+
+
+TINY_SYNTHETIC = ["--set", "data.options.clips_per_class=2", "--set", "data.options.folds=2"]  # 2 clips/class, 2 folds
+
+
+def tiny_synthetic_run(method: str, cwd: Path, data_home: Path, *args: str) -> tuple[dict, Path]:
+    """One epoch of `bench run` on the smallest synthetic variant through the installed script; returns the run's
+    result.json (parsed) and its path. `args` add flags (batch size, input size, --set ...)."""
+    bench_cli(["run", "-m", method, "-d", "synthetic", "--fold", "1", "--epochs", "1", "--workers", "0",
+               "--no-progress", "--no-latency", *TINY_SYNTHETIC, *args],
+              cwd, {"DFER_DATA_HOME": str(data_home)}, check=True)
+    (result,) = (cwd / "results" / "runs").rglob("result.json")
+    return json.loads(result.read_text()), result

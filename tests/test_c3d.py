@@ -14,7 +14,7 @@ from bench.methods.c3d import pool5_grid
 from bench.profile import count_macs, count_params
 from bench.registry import METHODS
 from bench.weights import apply_init
-from tests.conftest import bench_cli
+from tests.conftest import tiny_synthetic_run
 
 KEYS = json.loads((Path(__file__).parent / "data" / "c3d_sports1m_keys.json").read_text())["keys"]
 
@@ -84,11 +84,6 @@ def test_sports1m_pickle_loads_all_but_fc8(tmp_path):
 
 @pytest.mark.slow
 def test_trains_on_synthetic(tmp_path, data_home):
-    bench_cli(["run", "-m", "c3d", "-d", "synthetic", "--fold", "1", "--epochs", "1", "--batch-size", "2",
-               "--workers", "0", "--no-progress", "--no-latency", "--set", "data.options.clips_per_class=2",
-               "--set", "data.options.folds=2", "--set", "data.options.resolution=32", "--set", "data.frames=16",
-               "--set", "data.size=16"],
-              tmp_path, {"DFER_DATA_HOME": str(data_home)}, check=True)
-    (result,) = (tmp_path / "results" / "runs").rglob("result.json")
-    r = json.loads(result.read_text())
+    r, _ = tiny_synthetic_run("c3d", tmp_path, data_home, "--batch-size", "2",
+                               "--set", "data.options.resolution=32", "--set", "data.frames=16", "--set", "data.size=16")
     assert r["method"] == "c3d" and r["family"] == "3D CNN" and r["spec"]["protocol"] == "dfew_code"

@@ -21,7 +21,7 @@ from bench.profile import count_macs, count_params
 from bench.registry import METHODS
 from bench.spec import resolve_spec
 from bench.weights import apply_init
-from tests.conftest import bench_cli
+from tests.conftest import bench_cli, tiny_synthetic_run
 
 DATA = Path(__file__).parent / "data"
 INFO = METHODS.get("dfer_clip")
@@ -252,11 +252,7 @@ def test_official_schedule_lr_groups_and_recipe(small):
 
 @pytest.mark.slow
 def test_trains_on_synthetic(tmp_path, data_home):
-    bench_cli(["run", "-m", "dfer_clip", "-d", "synthetic", "--fold", "1", "--epochs", "1", "--batch-size", "2",
-               "--workers", "0", "--no-progress", "--no-latency", "--set", "data.options.clips_per_class=2",
-               "--set", "data.options.folds=2", "--set", "data.options.resolution=32", "--set", "data.frames=4"],
-              tmp_path, {"DFER_DATA_HOME": str(data_home)}, check=True)
-    (result,) = (tmp_path / "results" / "runs").rglob("result.json")
-    r = json.loads(result.read_text())
+    r, _ = tiny_synthetic_run("dfer_clip", tmp_path, data_home, "--batch-size", "2",
+                               "--set", "data.options.resolution=32", "--set", "data.frames=4")
     assert r["method"] == "dfer_clip" and r["family"] == "CLIP-based"
     assert r["protocol"]["init"]["label"] == "random init (not the method)"

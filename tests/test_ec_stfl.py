@@ -19,7 +19,7 @@ from bench.profile import count_macs, count_params
 from bench.registry import METHODS
 from bench.spec import resolve_spec
 from bench.weights import apply_init
-from tests.conftest import bench_cli
+from tests.conftest import bench_cli, tiny_synthetic_run
 
 KEYS = json.loads((Path(__file__).parent / "data" / "ec_stfl_r3d18_keys.json").read_text())["keys"]
 
@@ -154,11 +154,6 @@ def test_bench_eval_with_the_released_checkpoint(tmp_path, data_home):
 
 @pytest.mark.slow
 def test_trains_on_synthetic(tmp_path, data_home):
-    bench_cli(["run", "-m", "ec_stfl", "-d", "synthetic", "--fold", "1", "--epochs", "1", "--batch-size", "2",
-               "--workers", "0", "--no-progress", "--no-latency", "--set", "data.options.clips_per_class=2",
-               "--set", "data.options.folds=2", "--set", "data.options.resolution=32", "--set", "data.frames=4",
-               "--set", "data.size=32"],
-              tmp_path, {"DFER_DATA_HOME": str(data_home)}, check=True)
-    (result,) = (tmp_path / "results" / "runs").rglob("result.json")
-    r = json.loads(result.read_text())
+    r, _ = tiny_synthetic_run("ec_stfl", tmp_path, data_home, "--batch-size", "2",
+                               "--set", "data.options.resolution=32", "--set", "data.frames=4", "--set", "data.size=32")
     assert r["method"] == "ec_stfl" and r["spec"]["model"]["loss"]["terms"]["ec_stfl"]["weight"] == 10.0

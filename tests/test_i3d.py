@@ -15,7 +15,7 @@ from bench.methods.i3d import final_grid, same_padding
 from bench.profile import count_macs, count_params
 from bench.registry import METHODS
 from bench.weights import apply_init
-from tests.conftest import bench_cli
+from tests.conftest import bench_cli, tiny_synthetic_run
 
 KEYS = json.loads((Path(__file__).parent / "data" / "i3d_keys.json").read_text())["keys"]
 
@@ -122,11 +122,6 @@ def test_bench_eval_with_a_dfew_repo_checkpoint(tmp_path, data_home):
 @pytest.mark.slow
 def test_trains_on_synthetic(tmp_path, data_home):
     # 48² keeps a 1x2x2 grid before the last BNs: a last batch of one clip (the DFEW loader keeps it) still trains
-    bench_cli(["run", "-m", "i3d", "-d", "synthetic", "--fold", "1", "--epochs", "1", "--batch-size", "2",
-               "--workers", "0", "--no-progress", "--no-latency", "--set", "data.options.clips_per_class=2",
-               "--set", "data.options.folds=2", "--set", "data.options.resolution=48", "--set", "data.frames=8",
-               "--set", "data.size=48"],
-              tmp_path, {"DFER_DATA_HOME": str(data_home)}, check=True)
-    (result,) = (tmp_path / "results" / "runs").rglob("result.json")
-    r = json.loads(result.read_text())
+    r, _ = tiny_synthetic_run("i3d", tmp_path, data_home, "--batch-size", "2",
+                               "--set", "data.options.resolution=48", "--set", "data.frames=8", "--set", "data.size=48")
     assert r["method"] == "i3d" and r["family"] == "3D CNN" and r["profile"]["params_total"] > 12e6

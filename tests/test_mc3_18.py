@@ -16,7 +16,7 @@ from bench.profile import count_macs, count_params
 from bench.registry import METHODS
 from bench.spec import resolve_spec
 from bench.weights import apply_init
-from tests.conftest import bench_cli
+from tests.conftest import bench_cli, tiny_synthetic_run
 
 
 def test_size_matches_torchvision_measurement():
@@ -104,11 +104,6 @@ def test_bench_eval_with_a_dfew_repo_checkpoint(tmp_path, data_home):
 
 @pytest.mark.slow
 def test_trains_on_synthetic(tmp_path, data_home):
-    bench_cli(["run", "-m", "mc3_18", "-d", "synthetic", "--fold", "1", "--epochs", "1", "--batch-size", "2",
-               "--workers", "0", "--no-progress", "--no-latency", "--set", "data.options.clips_per_class=2",
-               "--set", "data.options.folds=2", "--set", "data.options.resolution=32", "--set", "data.frames=4",
-               "--set", "data.size=32"],
-              tmp_path, {"DFER_DATA_HOME": str(data_home)}, check=True)
-    (result,) = (tmp_path / "results" / "runs").rglob("result.json")
-    r = json.loads(result.read_text())
+    r, _ = tiny_synthetic_run("mc3_18", tmp_path, data_home, "--batch-size", "2",
+                               "--set", "data.options.resolution=32", "--set", "data.frames=4", "--set", "data.size=32")
     assert r["method"] == "mc3_18" and r["family"] == "3D CNN" and r["profile"]["params_total"] > 11e6

@@ -4,8 +4,6 @@ IFDD's recipe, and one real `bench run` on synthetic."""
 
 from __future__ import annotations
 
-import json
-
 import pytest
 import torch
 from torchvision.models.video import mvit_v2_s as tv_mvit_v2_s
@@ -16,7 +14,7 @@ from bench.profile import count_macs, count_params
 from bench.registry import METHODS
 from bench.spec import resolve_spec
 from bench.weights import apply_init
-from tests.conftest import bench_cli
+from tests.conftest import tiny_synthetic_run
 
 
 @pytest.mark.slow
@@ -80,12 +78,7 @@ def test_recipe_is_ifdds(dataset, protocol):
 
 @pytest.mark.slow
 def test_trains_on_synthetic(tmp_path, data_home):
-    bench_cli(["run", "-m", "mvit_v2_s", "-d", "synthetic", "--fold", "1", "--epochs", "1", "--batch-size", "2",
-               "--workers", "0", "--no-progress", "--no-latency", "--set", "data.options.clips_per_class=2",
-               "--set", "data.options.folds=2", "--set", "data.options.resolution=32", "--set", "data.frames=8",
-               "--set", "data.size=32"],
-              tmp_path, {"DFER_DATA_HOME": str(data_home)}, check=True)
-    (result,) = (tmp_path / "results" / "runs").rglob("result.json")
-    r = json.loads(result.read_text())
+    r, _ = tiny_synthetic_run("mvit_v2_s", tmp_path, data_home, "--batch-size", "2",
+                               "--set", "data.options.resolution=32", "--set", "data.frames=8", "--set", "data.size=32")
     assert r["method"] == "mvit_v2_s" and r["family"] == "Transformer" and r["profile"]["params_total"] > 34e6
     assert mvit.WEIGHTS["k400_mvit_v2_s"].expected_file == "mvit_v2_s.pth"

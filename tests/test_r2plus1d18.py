@@ -3,8 +3,6 @@ state_dict with torchvision's key names, and one real `bench run` on synthetic."
 
 from __future__ import annotations
 
-import json
-
 import pytest
 import torch
 from torchvision.models.video import r2plus1d_18
@@ -13,7 +11,7 @@ from bench.api import build_model
 from bench.profile import count_macs, count_params
 from bench.registry import METHODS
 from bench.weights import apply_init
-from tests.conftest import bench_cli
+from tests.conftest import tiny_synthetic_run
 
 
 def test_size_matches_torchvision_measurement():
@@ -39,10 +37,6 @@ def test_kinetics_state_dict_loads_all_but_the_head(tmp_path):
 
 @pytest.mark.slow
 def test_trains_on_synthetic(tmp_path, data_home):
-    bench_cli(["run", "-m", "r2plus1d18", "-d", "synthetic", "--fold", "1", "--epochs", "1", "--batch-size", "4",
-               "--workers", "0", "--no-progress", "--no-latency", "--set", "data.options.clips_per_class=2",
-               "--set", "data.options.folds=2", "--set", "data.options.resolution=32", "--set", "data.size=32"],
-              tmp_path, {"DFER_DATA_HOME": str(data_home)}, check=True)
-    (result,) = (tmp_path / "results" / "runs").rglob("result.json")
-    r = json.loads(result.read_text())
+    r, _ = tiny_synthetic_run("r2plus1d18", tmp_path, data_home, "--batch-size", "4",
+                               "--set", "data.options.resolution=32", "--set", "data.size=32")
     assert r["method"] == "r2plus1d18" and r["family"] == "3D CNN" and r["profile"]["params_total"] > 31e6

@@ -18,7 +18,7 @@ from bench.methods.rdfer import EASY, HARD, NOISY, OTHER
 from bench.profile import count_macs, count_params
 from bench.registry import METHODS
 from bench.weights import apply_init
-from tests.conftest import bench_cli
+from tests.conftest import tiny_synthetic_run
 
 DATA = Path(__file__).parent / "data"
 
@@ -171,13 +171,9 @@ def test_recipe_is_m3dfels_with_two_clips():
 
 @pytest.mark.slow
 def test_trains_on_synthetic_with_two_clips(tmp_path, data_home):
-    bench_cli(["run", "-m", "rdfer", "-d", "synthetic", "--fold", "1", "--epochs", "1", "--batch-size", "2",
-               "--workers", "0", "--no-progress", "--no-latency", "--set", "data.options.clips_per_class=2",
-               "--set", "data.options.folds=2", "--set", "data.options.resolution=32", "--set", "data.frames=8",
-               "--set", "data.size=32", "--set", "model.loss.warmup_steps=2"],
-              tmp_path, {"DFER_DATA_HOME": str(data_home)}, check=True)
-    (result,) = (tmp_path / "results" / "runs").rglob("result.json")
-    r = json.loads(result.read_text())
+    r, result = tiny_synthetic_run("rdfer", tmp_path, data_home, "--batch-size", "2",
+                                   "--set", "data.options.resolution=32", "--set", "data.frames=8",
+                                   "--set", "data.size=32", "--set", "model.loss.warmup_steps=2")
     assert r["method"] == "rdfer" and r["family"] == "robust" and r["spec"]["data"]["train_clips"] == 2
     lines = [json.loads(x) for x in (result.parent / "metrics.jsonl").read_text().splitlines()]
     parts = lines[-1]["train_loss_parts"]
