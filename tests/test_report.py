@@ -315,3 +315,24 @@ def test_robustness_plot_over_label_noise(tmp_path):
         im.verify()
     rows = _read_csv(tmp_path / "out" / "tables" / "synthetic.csv")
     assert sorted(r["input"] for r in rows) == [f"8x48 (label_noise={n})" for n in (0.0, 0.2, 0.4)]
+
+
+def test_a_run_that_predicts_one_class_is_labelled_did_not_learn(tmp_path):
+    """A model that predicts one class for every test clip has learnt only the class prior: its row says so,
+    while a run with the same UAR from varied predictions does not get the label."""
+    labels = [0, 1, 2, 0, 1, 2]
+    for method, preds in [("r3d18", [1] * 6), ("static_r18", [0, 2, 1, 1, 0, 2])]:
+        spec = resolve_spec(method, "synthetic", fold=1)
+        m = compute_metrics(labels, preds, DFEW_CLASSES)
+        write_result(run_dir(tmp_path, spec), run_result(
+            spec=spec, family="test", variant_of=None, duration_s=1, selected_epoch=1, views_per_video=1.0,
+            init={"kind": "scratch", "label": "scratch"}, metrics={**m, "epoch": 1}, metrics_last=None, profile={},
+            env={}, data={}))
+    bench_cli(["report", "--results", str(tmp_path), "--out", str(tmp_path / "out"), "--no-plots"], tmp_path,
+              check=True)
+    rows = {r["method"]: r for r in _read_csv(tmp_path / "out" / "tables" / "synthetic.csv")}
+    assert rows["r3d18"]["did_not_learn"] == "True" and rows["static_r18"]["did_not_learn"] == "False"
+    md = (tmp_path / "out" / "tables" / "synthetic.md").read_text().splitlines()
+    (r3d,) = [line for line in md if line.startswith("| r3d18 ")]
+    (static,) = [line for line in md if line.startswith("| static_r18 ")]
+    assert "did not learn" in r3d and "did not learn" not in static

@@ -117,6 +117,15 @@ def _profile_of(g: Group) -> dict:
     return next((r.get("profile") for r in g.runs if r.get("profile")), None) or {}
 
 
+def predicts_one_class(run: StoredRun) -> bool:
+    """Every test prediction in one class (a confusion matrix with one non-empty column): the model learnt the
+    class prior and nothing that depends on the input, whatever its UAR/WAR read."""
+    confusion = run["metrics"].get("confusion")
+    if not confusion:
+        return False
+    return sum(1 for column in zip(*confusion, strict=True) if sum(column) > 0) <= 1
+
+
 def summarise_group(g: Group, literature: list[dict]) -> dict[str, Any]:
     """One table row (numbers in percent, raw floats): means/stds over folds plus cost and reported values."""
     folds_expected = expected_folds(g.dataset, [r.get("fold") for r in g.runs])
@@ -144,6 +153,7 @@ def summarise_group(g: Group, literature: list[dict]) -> dict[str, Any]:
         "n_folds": agg_u["n"],
         "n_folds_expected": agg_u["n_expected"],
         "complete": bool(agg_u["complete"]),
+        "did_not_learn": all(predicts_one_class(r) for r in g.runs),
         "folds": [f for f in agg_u["folds"]],
         "n_runs": len(g.runs),
         "seeds": seeds,

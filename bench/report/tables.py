@@ -26,9 +26,9 @@ def _pm(mean: Any, std: Any, tex: bool = False) -> str:
 
 def _folds_cell(row: dict) -> str:
     n, e = row["n_folds"], row["n_folds_expected"]
-    if e <= 1:
-        return "single split"
-    return f"{n}/{e} folds" + ("" if row["complete"] else " (INCOMPLETE)")
+    cell = "single split" if e <= 1 else f"{n}/{e} folds" + ("" if row["complete"] else " (INCOMPLETE)")
+    # one class predicted for every test clip in every run: the numbers are the class prior, not a result
+    return cell + ("; did not learn in this budget (one class predicted)" if row.get("did_not_learn") else "")
 
 
 def _display_rows(rows: list[dict], tex: bool = False) -> tuple[list[str], list[list[str]]]:
@@ -105,7 +105,7 @@ def _csv_cell(v: Any) -> Any:
 
 MAIN_CSV_COLUMNS = [
     "dataset", "method", "family", "parent", "protocol", "input", "epochs", "sampling", "test_views", "selection", "init",
-    "variant", "n_folds", "n_folds_expected", "complete", "folds", "n_runs", "seeds", "uar_mean", "uar_std",
+    "variant", "n_folds", "n_folds_expected", "complete", "did_not_learn", "folds", "n_runs", "seeds", "uar_mean", "uar_std",
     "war_mean", "war_std", "macro_f1_mean", "macro_f1_std", "std_over", "params_m", "params_trainable_m", "gmacs", "gmacs_per_video", "reported_uar", "reported_war",
     "reported_params_m", "reported_gflops", "reported_split", "reported_source", "literature_method", "run_ids",
 ]
