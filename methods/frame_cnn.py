@@ -60,9 +60,10 @@ class FrameCNNRNN(nn.Module):
     """Per-frame 2D CNN features -> (B, T, D) -> recurrent cell -> last hidden state -> linear."""
 
     def __init__(self, num_classes: int, backbone: str = "resnet18", cell: str = "lstm", hidden: int = 512,
-                 dropout: float = 0.0):
+                 dropout: float = 0.0, trunk: nn.Module | None = None):
         super().__init__()
-        self.trunk = timm.create_model(backbone, pretrained=False, num_classes=0)
+        # `trunk`: any per-frame feature module with `num_features` (the VGG trunk); default a timm backbone
+        self.trunk = trunk if trunk is not None else timm.create_model(backbone, pretrained=False, num_classes=0)
         rnn = {"lstm": nn.LSTM, "gru": nn.GRU}[cell]
         self.rnn = rnn(self.trunk.num_features, hidden, num_layers=1, batch_first=True)
         self.drop = nn.Dropout(dropout)
@@ -159,21 +160,13 @@ class VGGTrunk(nn.Module):
         return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
 
 
-class VGGRNN(nn.Module):
+class VGGRNN(FrameCNNRNN):
     """Per-frame VGG 4096-d features -> (B, T, 4096) -> LSTM -> last hidden state -> linear."""
 
     def __init__(self, num_classes: int, depth: int, head: str, hidden: int, bn: bool, vgg_dropout: float,
                  dropout: float):
-        super().__init__()
-        self.trunk = VGGTrunk(depth, bn, head, vgg_dropout)
-        self.rnn = nn.LSTM(self.trunk.num_features, hidden, num_layers=1, batch_first=True)
-        self.drop = nn.Dropout(dropout)
-        self.fc = nn.Linear(hidden, num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        feats = self.trunk(frames_to_batch(x)).view(x.shape[0], x.shape[2], -1)
-        out, _ = self.rnn(feats)
-        return self.fc(self.drop(out[:, -1]))
+        super().__init__(num_classes, cell="lstm", hidden=hidden, dropout=dropout,
+                         trunk=VGGTrunk(depth, bn, head, vgg_dropout))
 
 
 def convert_imagenet_vgg(sd: dict, model: nn.Module, notes: dict) -> dict:
