@@ -2,8 +2,10 @@
 
 Everything a result depends on is seeded from the spec (sample augmentation, loader order, mixup draws, model
 init), and `checkpoints/last.pt` holds model, optimizer, scaler, schedule position, epoch and every RNG state,
-written atomically at the end of each epoch. Re-running the same spec resumes from it, so a killed run
-finishes with the same metrics as an uninterrupted one; a completed run is skipped.
+written atomically at the end of each epoch, before it is evaluated. The evaluation's bookkeeping (history, best
+epoch, RNG state after it) goes to the small `checkpoints/evaluated.pt`, so the weights are written once per
+epoch. Re-running the same spec resumes from them, so a killed run finishes with the same metrics as an
+uninterrupted one; a completed run is skipped.
 """
 
 from __future__ import annotations
@@ -324,7 +326,11 @@ class Run:
         line.update(evaluation.epoch(state.epoch - 1, state, progress))
         line["time_s"] = round(line.get("time_s", 0.0) + time.time() - t0, 3)
         state.pending_eval = False
-        self._checkpoint(model, optimizer, scaler, state)
+        if self.rank == 0:  # the weights did not change since last.pt: only the bookkeeping is written
+            atomic_torch_save(self.dir / "checkpoints" / "evaluated.pt", {
+                "epoch": state.epoch, "rng": rng_state(), "best": state.best, "history": state.history,
+                "config_hash": self.spec.config_hash()})
+            self._write_log(state.history)
 
     def _print_epoch(self, line: dict) -> None:
         ev = line.get("eval")
@@ -360,6 +366,12 @@ class Run:
         set_rng_state(ck["rng"])
         state = RunState(epoch=ck["epoch"], history=list(ck["history"]), best=dict(ck["best"]),
                          pending_eval=bool(ck.get("pending_eval", False)))
+        evaluated_path = self.dir / "checkpoints" / "evaluated.pt"
+        if state.pending_eval and evaluated_path.is_file():  # that epoch's evaluation finished after last.pt
+            ev = torch.load(evaluated_path, map_location="cpu", weights_only=True)
+            if ev.get("epoch") == state.epoch and ev.get("config_hash") == ck["config_hash"]:
+                set_rng_state(ev["rng"])
+                state = RunState(epoch=state.epoch, history=list(ev["history"]), best=dict(ev["best"]))
         if self.rank == 0:
             self._write_log(state.history)  # drop log lines of an epoch that was interrupted
         return state

@@ -12,7 +12,11 @@ import pytest
 import torch
 
 REPO = Path(__file__).resolve().parent.parent
-torch.set_num_threads(2)
+# The README runs the suite on 2 pytest-xdist workers with `--dist loadfile` (a file's tests share one worker: its
+# module fixtures, the one SLURM cluster). Each worker, and every `bench` it starts, gets its share of the cores and
+# never more: oversubscribed OpenMP threads slow torch down several-fold.
+THREADS = max(1, (os.cpu_count() or 2) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
+torch.set_num_threads(THREADS)
 
 
 def pytest_collection_modifyitems(config, items) -> None:
@@ -57,7 +61,7 @@ def bench_cli(args: list[str], cwd: Path, env_extra: dict | None = None, timeout
               check: bool = False) -> subprocess.CompletedProcess:
     """Run the installed `bench` console script in a subprocess, as a user would."""
     env = dict(os.environ)
-    env.update({"PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "2", "COLUMNS": "200"})
+    env.update({"PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": str(THREADS), "COLUMNS": "200"})
     env.update(env_extra or {})
     cmd = [str(BENCH_SCRIPT)] if BENCH_SCRIPT.is_file() else [sys.executable, "-m", "bench.cli"]
     proc = subprocess.run([*cmd, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)

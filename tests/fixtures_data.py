@@ -7,9 +7,6 @@ end-to-end runs stay fast; the layouts, file names, encodings and line endings a
 from __future__ import annotations
 
 import io
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -180,16 +177,3 @@ def write_mafw(base: Path, per_class: int = 2, clips: bool = False) -> Path:
                                            for cid, lab in rs if lab != "neutral") + "\r\n"
                         (d / f"{split}.txt").write_bytes(text.encode("gbk"))
     return root
-
-
-# ----------------------------------------------------------------------------------------------------------
-# CLI
-
-
-def bench(args: list[str], cwd: Path, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
-    """The real CLI in a subprocess, as a user runs it."""
-    e = dict(os.environ)
-    e.update({"PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "2", "COLUMNS": "200"})
-    e.update(env or {})
-    return subprocess.run([sys.executable, "-m", "bench.cli", *args], cwd=cwd, env=e, capture_output=True,
-                          text=True, timeout=timeout)

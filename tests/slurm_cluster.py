@@ -75,6 +75,9 @@ AuthType=auth/munge
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 SchedulerType=sched/backfill
+# schedule pending and requeued jobs within a second (defaults 60 s / 30 s); SIGKILL 2 s after a cancel's SIGTERM
+SchedulerParameters=sched_interval=1,bf_interval=1
+KillWait=2
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core
 MpiDefault=none

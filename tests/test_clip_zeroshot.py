@@ -76,6 +76,7 @@ def test_clip_scores_are_100_cosines_averaged_over_frames(model):
         torch.testing.assert_close(one / one.norm(), model.classifier[:, 0], rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_openai_clip_source_rebuilds_the_classifier(model, tmp_path):
     import open_clip
 

@@ -7,7 +7,9 @@ import json
 from pathlib import Path
 
 import pytest
-from fixtures_data import bench, write_dfew, write_ferv39k, write_mafw
+from fixtures_data import write_dfew, write_ferv39k, write_mafw
+
+from tests.conftest import bench_cli
 
 pytestmark = pytest.mark.slow
 
@@ -25,13 +27,13 @@ def _check_and_run(tmp: Path, work: Path, dataset: str, root: Path, fold: str | 
     """`bench data check` (must be usable, exit 0) then `bench run`; returns the run's result.json."""
     fold_args = ["--fold", fold] if fold else []
     opts = options or []
-    chk = bench(["data", "check", "--dataset", dataset, "--root", str(root), "--json", *fold_args,
+    chk = bench_cli(["data", "check", "--dataset", dataset, "--root", str(root), "--json", *fold_args,
                  *[x for o in opts for x in ("-o", o)]], work, _env(tmp))
     assert chk.returncode == 0, chk.stdout + chk.stderr
     report = json.loads(chk.stdout)
     assert report["usable"] and report["folds"][0]["splits"]["test"]["found"] > 0
     before = set((work / "results").rglob("result.json"))
-    run = bench(["run", "-m", "test_tiny", "-d", dataset, "--root", str(root), *fold_args, *RUN,
+    run = bench_cli(["run", "-m", "test_tiny", "-d", dataset, "--root", str(root), *fold_args, *RUN,
                  *[x for o in opts for x in ("--set", f"data.options.{o}")]], work, _env(tmp))
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     new = set((work / "results").rglob("result.json")) - before
@@ -40,7 +42,7 @@ def _check_and_run(tmp: Path, work: Path, dataset: str, root: Path, fold: str | 
 
 
 def _report(tmp: Path, work: Path, n_results: int) -> None:
-    rep = bench(["report", "--results", "results", "--out", "reports", "--no-plots"], work, _env(tmp))
+    rep = bench_cli(["report", "--results", "results", "--out", "reports", "--no-plots"], work, _env(tmp))
     assert rep.returncode == 0, rep.stdout[-3000:] + rep.stderr[-3000:]
     assert len(list((work / "results").rglob("result.json"))) == n_results
     assert any((work / "reports").rglob("*.md")) or any((work / "reports").rglob("*.csv"))
@@ -75,6 +77,6 @@ def test_e2e_mafw_png(tmp_path: Path) -> None:
 def test_run_with_wrong_root_is_one_line(tmp_path: Path) -> None:
     """A FERV39k root given for dfew: one line saying what the root looks like, exit 2, no traceback."""
     ferv = write_ferv39k(tmp_path, per_class=0)
-    run = bench(["run", "-m", "test_tiny", "-d", "dfew", "--fold", "1", "--root", str(ferv), *RUN], tmp_path, _env(tmp_path))
+    run = bench_cli(["run", "-m", "test_tiny", "-d", "dfew", "--fold", "1", "--root", str(ferv), *RUN], tmp_path, _env(tmp_path))
     out = run.stdout + run.stderr
     assert run.returncode == 2 and "Traceback" not in out and "looks like FERV39k" in " ".join(out.split())

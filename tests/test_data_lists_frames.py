@@ -163,6 +163,7 @@ def test_train_transform_matches_torchvision_reference() -> None:
             assert float(diff.mean()) < 2.0 and float(diff.max()) < 12.0, (seed, float(diff.max()))
 
 
+@pytest.mark.slow
 def test_data_bench_times_every_reader(tmp_path) -> None:
     """`bench data bench` (benchmarks/data_loading.py) runs every reader it compares, on a small fixture."""
     import json

@@ -107,8 +107,12 @@ def _close(port: torch.Tensor, ref: torch.Tensor, atol: float, rtol: float, what
     assert torch.allclose(port, ref, atol=atol, rtol=rtol), f"{what}: max |diff| {diff:.3g}"
 
 
+# DFEW's golden in the development loop, MAFW's (11 classes) in the full suite
+GOLDEN_DATASETS = [pytest.param(d, marks=[] if d == "dfew" else [pytest.mark.slow]) for d in DATASETS]
+
+
 @needs_golden
-@pytest.mark.parametrize("dataset", list(DATASETS))
+@pytest.mark.parametrize("dataset", GOLDEN_DATASETS)
 def test_golden_eval_and_intermediates(dataset: str) -> None:
     run = golden_run(dataset)
     gold, probe = run["gold"], run["probe"]
@@ -125,7 +129,7 @@ def test_golden_eval_and_intermediates(dataset: str) -> None:
 
 
 @needs_golden
-@pytest.mark.parametrize("dataset", list(DATASETS))
+@pytest.mark.parametrize("dataset", GOLDEN_DATASETS)
 def test_golden_train_outputs_and_loss(dataset: str) -> None:
     run = golden_run(dataset)
     gold = run["gold"]
@@ -345,13 +349,17 @@ def test_bf16_autocast_inference(fast_init: None) -> None:
 
 
 @pytest.mark.slow
-def test_torch_compile_inference_matches_eager(fast_init: None) -> None:
-    """The inductor path (C++ codegen on the CPU) gives the eager logits; `train.compile` uses it for training."""
+def test_torch_compile_captures_ifdd_and_matches_eager(fast_init: None) -> None:
+    """TorchDynamo captures the whole network with no graph break and AOTAutograd's graph gives the eager logits.
+    That is the part IFDD's own code decides; inductor's C++ code generation (two minutes on 2 cores) is torch's,
+    and runs in the `gpu` tests' compiled train steps."""
     torch.manual_seed(0)
     model = ifdd.build_ifdd(7, 16, 32).eval()
     x = torch.rand(2, 3, 16, 32, 32)
     torch._dynamo.reset()
-    compiled = torch.compile(model)
+    explained = torch._dynamo.explain(model)(x)
+    assert explained.graph_break_count == 0, explained.break_reasons
+    compiled = torch.compile(model, backend="aot_eager", fullgraph=True)
     with torch.no_grad():
         ref, out = model(x), compiled(x)
     torch.testing.assert_close(out, ref, atol=1e-4, rtol=1e-4)

@@ -159,6 +159,7 @@ def test_official_file_with_its_args_namespace_loads(tmp_path: Path, fast_init: 
     apply_init(M.mae_dfer(7, **SMALL), METHODS.get("mae_dfer"), f"vox2_pretrain:{path}")
 
 
+@pytest.mark.slow
 def test_bench_pretrain_checkpoint_round_trip(tmp_path: Path, fast_init: None) -> None:
     """A pre-trainer's state_dict saved as {'model': sd} (what `bench pretrain` writes) loads into mae_dfer
     through vox2_pretrain like the official file; here the two synthetic recipes' inputs (pre-training 8x64²
@@ -413,3 +414,23 @@ def test_trains_on_synthetic(tmp_path: Path, data_home: Path) -> None:
     assert r["method"] == "mae_dfer" and r["family"] == "self-supervised ViT" and r["status"] == "completed"
     assert r["profile"]["params_total"] == 84_878_343 - 4 * 512  # 4 regions at 8x32² instead of 8
     assert r["protocol"]["init"]["label"] == "random init (not the method)"
+
+
+@pytest.mark.slow
+def test_bench_pretrain_then_fine_tune_from_its_checkpoint(tmp_path: Path, data_home: Path) -> None:
+    """The user's path without the VoxCeleb2 file: `bench pretrain -m mae_dfer` on a fold's training clips, then
+    `bench run --init vox2_pretrain:<its pretrained.pt>`; the run loads the whole encoder and says where it came
+    from (in-domain pre-training, not the official checkpoint)."""
+    env = {"DFER_DATA_HOME": str(data_home)}
+    common = ["-d", "synthetic", "--fold", "1", "--epochs", "1", "--batch-size", "2", "--workers", "0",
+              "--no-progress", *SYNTHETIC_DATA]
+    proc = bench_cli(["pretrain", "-m", "mae_dfer", *common], tmp_path, env, check=True)
+    assert "next: bench run -m mae_dfer" in proc.stdout
+    (weights,) = (tmp_path / "results" / "pretrain").rglob("pretrained.pt")
+    bench_cli(["run", "-m", "mae_dfer", *common, "--no-latency", "--init", f"vox2_pretrain:{weights}"],
+              tmp_path, env, check=True)
+    (result,) = (tmp_path / "results" / "runs").rglob("result.json")
+    init = json.loads(result.read_text())["protocol"]["init"]
+    assert init["kind"] == "vox2_pretrain" and init["report"]["missing"] == FRESH
+    assert init["report"]["unexpected"] == [] and init["report"]["mismatched"] == []
+    assert "bench pretrain on synthetic fold 1" in init["label"] and "not the official" in init["label"]

@@ -23,7 +23,10 @@ from bench.registry import DATASETS, METHODS
 from bench.spec import resolve_spec
 
 
-@pytest.mark.parametrize("name", METHODS.names())
+# every parent method in the development loop; its ablations and variants (builder arguments of the parent) in the
+# full suite
+@pytest.mark.parametrize("name", [pytest.param(n, marks=[pytest.mark.slow] if METHODS.get(n).variant_of else [])
+                                  for n in METHODS.names()])
 def test_builds_trains_and_counts_consistently(name):
     info = METHODS.get(name)
     spec = resolve_spec(name, "synthetic")

@@ -120,8 +120,9 @@ def test_run_stops_with_one_line_keeps_its_epoch_and_resumes_after_the_fix(tmp_p
 
 @pytest.mark.parametrize(("args", "expected"), [
     (["run", "-m", "test_tiny", "--epochs", "0"], "train.epochs=0: must be at least 1"),
-    (["run", "-m", "test_tiny", "--batch-size", "-4"], "train.batch_size=-4: must be at least 1"),
-    (["run", "-m", "test_tiny", "--lr", "0"], "optim.lr=0.0: must be positive"),
+    pytest.param(["run", "-m", "test_tiny", "--batch-size", "-4"], "train.batch_size=-4: must be at least 1",
+                 marks=pytest.mark.slow),
+    pytest.param(["run", "-m", "test_tiny", "--lr", "0"], "optim.lr=0.0: must be positive", marks=pytest.mark.slow),
     (["report", "--results", "no_such_dir"], "no_such_dir: results directory not found"),
 ])
 def test_bad_flag_values_are_one_line_errors(tmp_path, args, expected):
@@ -132,6 +133,7 @@ def test_bad_flag_values_are_one_line_errors(tmp_path, args, expected):
 # listing
 
 
+@pytest.mark.slow
 def test_list_methods_fits_80_columns_and_names_the_ifdd_paper(tmp_path):
     from bench.registry import METHODS
 

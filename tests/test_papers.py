@@ -122,6 +122,7 @@ def test_ifdd_paper_on_the_curated_examples(tmp_path):
     assert [r["method"] for r in ablation][:2] == ["ifdd", "ifdd.no_issm"]
 
 
+@pytest.mark.slow
 def test_ablation_delta_is_against_the_parent_on_the_same_folds(tmp_path):
     root = tmp_path / "r"
     parent = {f: _write(root, "ifdd", "dfew", f, 0.5 + 0.02 * f) for f in (1, 2, 3, 4, 5)}
@@ -135,6 +136,7 @@ def test_ablation_delta_is_against_the_parent_on_the_same_folds(tmp_path):
     assert float(no_issm["vs_parent_uar"]) == pytest.approx(expected)
 
 
+@pytest.mark.slow
 def test_user_paper_file_and_reported_numbers(tmp_path):
     root = tmp_path / "r"
     runs = [_write(root, "r3d18", "dfew", f, 0.5) for f in (1, 2, 3, 4, 5)]

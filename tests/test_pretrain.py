@@ -15,12 +15,13 @@ import pytest
 import torch
 
 from bench.registry import DATASETS
-from tests.conftest import bench_cli
+from tests.conftest import THREADS, bench_cli
 
 DATA = ["--set", "data.options.clips_per_class=3", "--set", "data.options.folds=2", "--set", "data.options.resolution=32",
         "--set", "data.size=32", "--set", "data.frames=4", "--workers", "0"]
 
 
+@pytest.mark.slow
 def test_pretrain_then_run_with_its_checkpoint(tmp_path, data_home):
     env = {"DFER_DATA_HOME": str(data_home)}
     proc = bench_cli(["pretrain", "-m", "test_tiny", "-d", "synthetic", "--fold", "1", "--no-progress", *DATA],
@@ -54,7 +55,7 @@ def test_killed_pretraining_resumes(tmp_path, data_home):
             "--epochs", "4", "--no-progress", "--set", "model.kwargs.width=48", "--set", "data.options.clips_per_class=8",
             "--set", "data.options.folds=2", "--set", "data.options.resolution=48", "--set", "data.size=48",
             "--set", "data.frames=8", "--workers", "0", "--batch-size", "4"]
-    env = {**os.environ, "DFER_DATA_HOME": str(data_home), "OMP_NUM_THREADS": "2"}
+    env = {**os.environ, "DFER_DATA_HOME": str(data_home), "OMP_NUM_THREADS": str(THREADS)}
     straight = subprocess.run([*args, "--results", str(tmp_path / "a")], env=env, capture_output=True, text=True)
     assert straight.returncode == 0, straight.stderr
     proc = subprocess.Popen([*args, "--results", str(tmp_path / "b")], env=env, stdout=subprocess.DEVNULL,

@@ -258,6 +258,7 @@ def test_empty_results(tmp_path):
         write_report(tmp_path / "absent", tmp_path / "out", literature=LITERATURE)
 
 
+@pytest.mark.slow
 def test_folds_differing_only_in_non_semantic_keys_form_one_row(tmp_path):
     """augment_on / workers / device / root do not change results (spec.NON_SEMANTIC, the run-id rule): folds run
     with different values of them are one complete row, not several INCOMPLETE ones."""
@@ -317,6 +318,7 @@ def test_robustness_plot_over_label_noise(tmp_path):
     assert sorted(r["input"] for r in rows) == [f"8x48 (label_noise={n})" for n in (0.0, 0.2, 0.4)]
 
 
+@pytest.mark.slow
 def test_a_run_that_predicts_one_class_is_labelled_did_not_learn(tmp_path):
     """A model that predicts one class for every test clip has learnt only the class prior: its row says so,
     while a run with the same UAR from varied predictions does not get the label."""

@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.conftest import THREADS
+
 # test_tiny at width 48 on 48² clips: a few seconds per epoch, long enough to be killed inside epoch 2
 ARGS = ["run", "-m", "test_tiny", "-d", "synthetic", "--fold", "1", "--epochs", "3", "--batch-size", "4", "--workers", "0",
         "--no-latency", "--no-progress", "--set", "data.options.clips_per_class=8", "--set", "data.options.folds=2",
@@ -23,7 +25,7 @@ ARGS = ["run", "-m", "test_tiny", "-d", "synthetic", "--fold", "1", "--epochs", 
 
 
 def _env(data_home: Path) -> dict:
-    return {**os.environ, "DFER_DATA_HOME": str(data_home), "OMP_NUM_THREADS": "2", "PYTHONUNBUFFERED": "1"}
+    return {**os.environ, "DFER_DATA_HOME": str(data_home), "OMP_NUM_THREADS": str(THREADS), "PYTHONUNBUFFERED": "1"}
 
 
 def _cmd(results: Path) -> list[str]:
