@@ -76,7 +76,7 @@ class PretrainRun(Run):
         test_ids = {r.clip_id for r in manifest.split("test")}
         if not train:
             raise BenchError(f"{spec.dataset} fold {spec.fold} has no training clips to pre-train on")
-        self.augment_on = resolve_augment_on(spec.data.augment_on, device)
+        self.augment_on = resolve_augment_on(spec.data, device)
         ds = ClipDataset(manifest, train, spec.data, train=True, seed=spec.seed, augment_on=self.augment_on)
         extra = {k: getattr(spec.data, k) for k in ("mean", "std") if k in inspect.signature(pt.build).parameters}
         model = pt.build(frames=spec.data.frames, size=spec.data.size, **spec.model.kwargs, **extra).to(device)

@@ -59,6 +59,12 @@ class DataCfg:
     # joint training with a static image set (S4D): {dataset: static_images, root: PATH, rate: 0.5, batch_scale: 2,
     # options: {...}}; each epoch adds rate x (its batches) pure image steps, called model(x, task="image")
     mix: dict = field(default_factory=dict)
+    # timm RandAugment config for training clips, one draw per clip applied to every frame, before the crop (MAE-DFER
+    # and VideoMAE: rand-m7-n4-mstd0.5-inc1); None = off
+    randaugment: str | None = None
+    # probability of erasing one box through all frames of a training clip after normalisation, filled with
+    # per-pixel N(0,1) noise (VideoMAE / MAE-DFER RandomErasing: mode pixel, one box, the same through time); 0 = off
+    random_erasing: float = 0.0
 
 
 @dataclass
@@ -163,6 +169,22 @@ PRETRAIN_PROTOCOL = "pretrain"  # the protocol name of a `bench pretrain` spec
 
 # keys that never change a result (same draws, same maths): out of the run-id hash and the report's grouping
 NON_SEMANTIC = (("data", "root"), ("data", "workers"), ("data", "augment_on"), ("train", "device"))
+# keys added after runs were stored: left out of the hash and the grouping while at their default, so a run id
+# stored before the key existed still names the same spec (a completed run is still found, never re-run)
+ADDED_LATER = {("data", "randaugment"): None, ("data", "random_erasing"): 0.0}
+
+
+def with_defaults(spec_dict: dict) -> dict:
+    """A stored spec dict completed with today's defaults for the keys it lacks: a key is only ever added with a
+    default that keeps the behaviour of the runs stored before it, so its absence means that default."""
+    d = copy.deepcopy(spec_dict)
+    for section, cls in SECTIONS.items():
+        if isinstance(d.get(section), dict):
+            for f in dataclasses.fields(cls):
+                if f.name not in d[section]:
+                    d[section][f.name] = (f.default_factory() if f.default_factory is not dataclasses.MISSING
+                                          else f.default)
+    return d
 
 
 def semantic_view(spec_dict: dict) -> dict:
@@ -170,6 +192,9 @@ def semantic_view(spec_dict: dict) -> dict:
     d = copy.deepcopy(spec_dict)
     for section, key in NON_SEMANTIC:
         (d.get(section) or {}).pop(key, None)
+    for (section, key), default in ADDED_LATER.items():
+        if (d.get(section) or {}).get(key, default) == default:
+            (d.get(section) or {}).pop(key, None)
     return d
 
 
@@ -355,6 +380,7 @@ _RANGES = {  # (section, key): (test, what the value must be)
     ("reg", "mixup_alpha"): _at_least(0), ("reg", "cutmix_alpha"): _at_least(0),
     ("train", "val_fraction"): ((lambda v: 0 <= v < 1), "in [0, 1)"),
     ("reg", "label_smoothing"): ((lambda v: 0 <= v < 1), "in [0, 1)"),
+    ("data", "random_erasing"): ((lambda v: 0 <= v <= 1), "in [0, 1]"),
 }
 
 
@@ -416,6 +442,13 @@ def validate_spec(spec: RunSpec) -> None:
             raise BenchError(f"{sec}.{key}={value}: must be {rule}")
     if spec.data.train_clips > 1 and spec.data.augment_on == "device":
         raise BenchError("data.train_clips > 1 needs data.augment_on=worker")
+    if (spec.data.randaugment or spec.data.random_erasing) and spec.data.augment_on == "device":
+        raise BenchError("data.randaugment and data.random_erasing run in the loader workers: "
+                         "they need data.augment_on=worker")
+    if spec.data.randaugment:
+        from bench.data.transforms import rand_augment_op
+
+        rand_augment_op(spec.data.randaugment, spec.data.size, spec.data.interpolation)  # a bad string fails here
     if spec.data.test_crops not in (1, 3):
         raise BenchError("data.test_crops must be 1 (centre) or 3 (left/centre/right)")
     if spec.data.sampler == "segment" and spec.data.frames % spec.data.segment_len:

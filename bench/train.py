@@ -151,7 +151,7 @@ class Run:
         if not train_recs or not test_recs:
             raise DataError(f"{spec.dataset}: fold {spec.fold} has {len(train_recs)} train and {len(test_recs)} test clips")
         on_bad = spec.data.options.get("on_bad_clip", "error")
-        self.augment_on = resolve_augment_on(spec.data.augment_on, device)
+        self.augment_on = resolve_augment_on(spec.data, device)
         train_ds = ClipDataset(manifest, train_recs, spec.data, train=True, seed=spec.seed, on_bad_clip=on_bad,
                                augment_on=self.augment_on)
         test_ds = ClipDataset(manifest, test_recs, spec.data, train=False, seed=spec.seed)

@@ -36,7 +36,8 @@ Differences from the official code (all switches default to the official behavio
 * The official loader also copies each block's `mlp.*` into non-existent `blocks.k.mlp.experts.e.*` keys (they load
   nothing: the experts stay random). The port's converter does not create those keys.
 * Data pipeline (harness ops): frames are cropped from the decoded frames, not from frames squashed to 160² first;
-  no RandAugment (rand-m7-n4-mstd0.5-inc1) and no RandomErasing (p 0.25, pixel mode, cube): the harness has neither.
+  RandAugment (rand-m7-n4-mstd0.5-inc1, one draw per clip) and RandomErasing (p 0.25, pixel mode, cube) as released,
+  off in the CPU-sized synthetic recipe; RandAugment resamples bilinearly (official: bicubic).
   Test: 2 uniform temporal windows at stride s (official: starts 0 and L'-16 on the stride-s subsampled clip, the
   same windows up to s-1 frames) x 1 crop, mean softmax. The official 2x2 views have two identical crops (frames are
   squashed to 160² first), so 2x1 gives the same mean. The official per-epoch "val" is one *random* window on the
@@ -352,7 +353,7 @@ _DEFAULTS: dict = {
     "data": {"frames": 16, "size": 160, "sampler": "dense", "stride": 4, "pad": "edge", "test_temporal": "uniform",
              "test_views": 2, "test_crops": 1, "aggregate": "mean_softmax", "flip": True, "rrc_scale": [0.08, 1.0],
              "rrc_ratio": [0.75, 1.3333333333333333], "color_jitter": [0.0, 0.0, 0.0, 0.0],
-             "interpolation": "bilinear", **_IMAGENET},
+             "interpolation": "bilinear", "randaugment": "rand-m7-n4-mstd0.5-inc1", "random_erasing": 0.25, **_IMAGENET},
     # lr = 1e-5 x (16 x 2 GPUs)/8; layer decay 0.75 (blocks.k 0.75^(12-k), patch_embed 0.75^13); warm-up 5 epochs
     # from 0; per-step cosine to min_lr = 1e-6 x 32/256; no weight decay on 1-D parameters and biases
     "optim": {"name": "adamw", "lr": 4e-5, "weight_decay": 0.05, "betas": [0.9, 0.999], "eps": 1e-8,
@@ -376,7 +377,7 @@ _DATASETS: dict[str, dict] = {
     # not timed: the shared 2-core box was at load 12-15 when this was written. ViT-B from random init learns little
     # in this budget: S4D is only the method from its pre-trained file (needs_pretrained).
     "synthetic": {"data": {"frames": 8, "size": 32, "sampler": "segment", "test_views": 1, "rrc_scale": [0.85, 1.0],
-                           "workers": 1},
+                           "workers": 1, "randaugment": None, "random_erasing": 0.0},
                   "optim": {"lr": 1e-4, "warmup_epochs": 0.5, "warmup_lr": 1e-6, "min_lr": 1e-6},
                   "reg": {"mixup_alpha": 0.0, "cutmix_alpha": 0.0},
                   "train": {"epochs": 4, "batch_size": 16, "precision": "fp32", "selection": "last"}},

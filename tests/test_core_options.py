@@ -1,6 +1,6 @@
 """Core options the method files rely on: lr groups and layer-wise decay, the class-balanced sampler, several
 training clips per video, extra per-clip input streams, class names for text-prompted builders, and
-TorchScript weight files (OpenAI CLIP's format)."""
+TorchScript weight files (OpenAI CLIP's format), and the video RandAugment / random erasing of the ViT recipes."""
 
 from __future__ import annotations
 
@@ -153,3 +153,90 @@ def test_checkpoints_with_foreign_objects_load_without_running_their_code(tmp_pa
     state, meta = read_checkpoint(path)
     assert set(state) == {"fc.weight"} and meta["epoch"] == 7
     assert meta["opaque_objects"] == ["fake_training_utils.RecorderMeter"]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# RandAugment and random erasing (MAE-DFER's fine-tuning augmentation)
+
+
+def _clip(seed: int = 0, t: int = 6, size: int = 40) -> np.ndarray:
+    return (np.random.RandomState(seed).rand(t, size, size, 3) * 255).astype(np.uint8)
+
+
+def test_randaugment_draws_once_per_clip_as_timm_does_per_frame():
+    """Every frame gets the ops, probabilities and magnitudes that timm's own transform draws from the same global
+    state; the global generators are left as they were."""
+    import random
+
+    from PIL import Image
+    from timm.data.auto_augment import rand_augment_transform
+
+    from bench.data.transforms import rand_augment
+
+    cfg = resolve_spec("r3d18", "synthetic", sets=["data.randaugment=rand-m7-n4-mstd0.5-inc1"]).data
+    clip = _clip()
+    before = random.getstate(), np.random.get_state()[1].copy()
+    out = rand_augment(clip, cfg, random.Random(3))
+    assert random.getstate() == before[0] and np.array_equal(np.random.get_state()[1], before[1])
+    seed = random.Random(3).getrandbits(32)
+    timm_op = rand_augment_transform("rand-m7-n4-mstd0.5-inc1", {"translate_const": int(40 * 0.45),
+                                                                  "interpolation": Image.BILINEAR})
+    for t in range(len(clip)):
+        random.seed(seed)
+        np.random.seed(seed)
+        assert np.array_equal(out[t], np.asarray(timm_op(Image.fromarray(clip[t])))), t
+    same = rand_augment(np.repeat(clip[:1], 4, 0), cfg, random.Random(3))
+    assert all(np.array_equal(same[0], f) for f in same) and not np.array_equal(same[0], clip[0])
+    assert not np.array_equal(rand_augment(clip, cfg, random.Random(4)), out)
+
+
+def test_random_erasing_is_one_box_of_noise_through_all_frames():
+    import random
+
+    from bench.data.transforms import train_transform
+
+    base = resolve_spec("r3d18", "synthetic").data
+    erased_cfg = resolve_spec("r3d18", "synthetic", sets=["data.random_erasing=1.0"]).data
+    clip = _clip(1, t=5, size=64)
+    plain, erased = train_transform(clip, base, random.Random(7)), train_transform(clip, erased_cfg, random.Random(7))
+    changed = (plain != erased).any(dim=0).any(dim=0)  # (S,S): pixels changed in any channel or frame
+    rows, cols = changed.any(1).nonzero().flatten(), changed.any(0).nonzero().flatten()
+    box = erased[:, :, rows.min():rows.max() + 1, cols.min():cols.max() + 1]
+    assert changed[rows.min():rows.max() + 1, cols.min():cols.max() + 1].all()  # one filled rectangle
+    assert 0.02 * 48 * 48 * 0.5 <= box.shape[-1] * box.shape[-2] <= 48 * 48 / 3 * 1.5
+    assert all(torch.equal(box[:, 0], box[:, t]) for t in range(1, box.shape[1]))  # the same through time
+    assert abs(float(box.std()) - 1.0) < 0.3  # N(0,1) noise
+    off = resolve_spec("r3d18", "synthetic", sets=["data.random_erasing=0.0"]).data
+    assert torch.equal(train_transform(clip, off, random.Random(7)), plain)
+
+
+def test_new_augmentation_keys_keep_stored_run_ids_and_fail_as_one_line():
+    """Keys added after runs were stored stay out of the run id at their default (a stored run is still found);
+    set, they change it. Bad values and the device-side augmentation are one-line errors."""
+    import hashlib
+    import json
+
+    spec = resolve_spec("r3d18", "synthetic")
+    stored = spec.to_dict()
+    del stored["data"]["randaugment"], stored["data"]["random_erasing"]  # a spec written before the keys existed
+    for key in ("root", "workers", "augment_on"):
+        stored["data"].pop(key)
+    stored["train"].pop("device")
+    assert spec.config_hash() == hashlib.sha256(json.dumps(stored, sort_keys=True, default=str).encode()).hexdigest()
+    assert resolve_spec("r3d18", "synthetic", sets=["data.random_erasing=0.25"]).run_id != spec.run_id
+    for sets, message in ((["data.randaugment=bogus-m7"], "not a timm RandAugment string"),
+                          (["data.random_erasing=1.5"], "data.random_erasing=1.5: must be in [0, 1]"),
+                          (["data.random_erasing=0.25", "data.augment_on=device"], "need data.augment_on=worker")):
+        with pytest.raises(BenchError, match=message.replace("[", r"\[").replace("]", r"\]")):
+            resolve_spec("r3d18", "synthetic", sets=sets)
+
+
+@pytest.mark.parametrize("method", ["mae_dfer", "video_vit", "s2d", "s4d"])
+def test_vit_recipes_use_the_released_augmentation(method):
+    """The released fine-tuning scripts of MAE-DFER, S2D and S4D (VideoMAE's loader): --aa rand-m7-n4-mstd0.5-inc1,
+    --reprob 0.25; the CPU-sized synthetic recipe leaves both out."""
+    for dataset in ("dfew", "ferv39k", "mafw"):
+        data = resolve_spec(method, dataset).data
+        assert (data.randaugment, data.random_erasing) == ("rand-m7-n4-mstd0.5-inc1", 0.25), dataset
+    data = resolve_spec(method, "synthetic").data
+    assert (data.randaugment, data.random_erasing) == (None, 0.0)

@@ -338,3 +338,19 @@ def test_a_run_that_predicts_one_class_is_labelled_did_not_learn(tmp_path):
     (r3d,) = [line for line in md if line.startswith("| r3d18 ")]
     (static,) = [line for line in md if line.startswith("| static_r18 ")]
     assert "did not learn" in r3d and "did not learn" not in static
+
+
+def test_a_stored_spec_that_predates_a_key_joins_the_row_of_todays_spec():
+    """result.json files written before a key existed (data.mix, optim.layer_decay, data.randaugment, ...) group
+    with today's runs of the same configuration: a missing key means its default. A set key still splits."""
+    from bench.report.aggregate import variant_hash
+    from bench.spec import resolve_spec
+
+    today = json.loads(json.dumps(resolve_spec("r3d18", "synthetic", fold=1).to_dict(), default=str))
+    older = json.loads(json.dumps(today))
+    for section, key in (("data", "mix"), ("data", "train_clips"), ("optim", "layer_decay"), ("train", "sampler"),
+                         ("data", "randaugment"), ("data", "random_erasing")):
+        del older[section][key]
+    assert variant_hash({"spec": older}) == variant_hash({"spec": today})
+    older["optim"]["lr"] = today["optim"]["lr"] * 2
+    assert variant_hash({"spec": older}) != variant_hash({"spec": today})

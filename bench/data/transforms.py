@@ -6,6 +6,7 @@ Random parameters come from an explicit per-sample generator, so a sample's augm
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 from dataclasses import dataclass
@@ -189,16 +190,79 @@ def _photometric(x: torch.Tensor, steps: list[tuple[int, float]], cfg, group: in
     return y
 
 
+@functools.lru_cache(maxsize=64)
+def rand_augment_op(config: str, short_side: int, interpolation: str):
+    """timm's RandAugment for `config` (e.g. 'rand-m7-n4-mstd0.5-inc1') with VideoMAE's hyper-parameters: translations
+    up to 0.45 x the frame's short side (VideoMAE: 0.45 x the crop size, on frames squashed to it), the run's
+    interpolation. A bad config string is one line."""
+    from PIL import Image
+    from timm.data.auto_augment import rand_augment_transform
+
+    from bench.errors import BenchError
+
+    resample = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC}[interpolation]
+    try:
+        return rand_augment_transform(config, {"translate_const": int(short_side * 0.45), "interpolation": resample})
+    except (AssertionError, ValueError, KeyError, IndexError) as e:
+        raise BenchError(f"data.randaugment={config!r}: not a timm RandAugment string such as "
+                         f"'rand-m7-n4-mstd0.5-inc1' ({type(e).__name__}: {e})") from None
+
+
+def rand_augment(clip: np.ndarray, cfg, rng: random.Random) -> np.ndarray:
+    """uint8 (T,H,W,3) -> uint8 (T,H,W,3): RandAugment with one draw for the whole clip, each op applied to every
+    frame, as the video RandAugment of VideoMAE / MAE-DFER does. timm draws the ops, their probabilities and
+    magnitudes from python's and numpy's global generators: both are put in the same state (seeded from the
+    sample's generator) before each frame, and restored afterwards."""
+    from PIL import Image
+
+    op = rand_augment_op(cfg.randaugment, min(clip.shape[1:3]), cfg.interpolation)
+    seed = rng.getrandbits(32)
+    saved = random.getstate(), np.random.get_state()
+    try:
+        out = np.empty_like(clip)
+        for t, frame in enumerate(clip):
+            random.seed(seed)
+            np.random.seed(seed)
+            out[t] = np.asarray(op(Image.fromarray(frame)))
+    finally:
+        random.setstate(saved[0])
+        np.random.set_state(saved[1])
+    return out
+
+
+def random_erase_(x: torch.Tensor, prob: float, rng: random.Random) -> torch.Tensor:
+    """float (3,T,S,S), normalised: with probability `prob`, one box (2-33 % of the frame, aspect 0.3-3.3, up to 10
+    tries) through all frames is filled with per-pixel N(0,1) noise, the same in every frame (VideoMAE's
+    RandomErasing, mode 'pixel', one box, cube). In place; returns x."""
+    if rng.random() > prob:
+        return x
+    h_img, w_img = x.shape[-2:]
+    for _ in range(10):
+        area = rng.uniform(0.02, 1 / 3) * h_img * w_img
+        aspect = math.exp(rng.uniform(math.log(0.3), math.log(1 / 0.3)))
+        h, w = int(round(math.sqrt(area * aspect))), int(round(math.sqrt(area / aspect)))
+        if h < h_img and w < w_img:
+            top, left = rng.randint(0, h_img - h), rng.randint(0, w_img - w)
+            noise = torch.randn((x.shape[0], 1, h, w), generator=torch.Generator().manual_seed(rng.getrandbits(63)))
+            x[:, :, top:top + h, left:left + w] = noise.to(x.device, x.dtype)
+            break
+    return x
+
+
 def train_transform(clip: np.ndarray, cfg, rng: random.Random) -> torch.Tensor:
     """uint8 (T,H,W,3) -> float (3,T,S,S): flip, random resized crop, colour jitter (random order), /255,
     normalise; torchvision's operations and draw order (tests/test_data_lists_frames.py checks it against
-    torchvision's own ops). Why not torchvision's colour ops directly: on a (T,C,H,W) clip they cost most of a
+    torchvision's own ops). Optionally RandAugment first and random erasing last (`rand_augment`,
+    `random_erase_`). Why not torchvision's colour ops directly: on a (T,C,H,W) clip they cost most of a
     training sample (channels-last strides, ~40 temporaries in adjust_hue); this path is ~5x faster on
     16x224x224 (benchmarks/data_loading.py). It differs from torchvision only by the uint8 truncations
     torchvision does between jitter ops (mean ~1/255, at most a few /255)."""
+    if cfg.randaugment:
+        clip = rand_augment(clip, cfg, rng)
     x = torch.from_numpy(np.ascontiguousarray(clip)).permute(0, 3, 1, 2)  # T,C,H,W (channels-last strides)
     aug = draw_train_aug(x.shape[-2], x.shape[-1], cfg, rng)
-    return _photometric(_crop_resize(x, aug, cfg), aug.steps, cfg)
+    y = _photometric(_crop_resize(x, aug, cfg), aug.steps, cfg)
+    return random_erase_(y, cfg.random_erasing, rng) if cfg.random_erasing > 0 else y
 
 
 def train_frames(clip: np.ndarray, cfg, rng: random.Random) -> tuple[torch.Tensor, torch.Tensor]:

@@ -16,7 +16,7 @@ import numpy as np
 from bench.metrics import aggregate_folds
 from bench.registry import DATASETS
 from bench.report.literature import reported_for
-from bench.spec import semantic_view
+from bench.spec import semantic_view, with_defaults
 from bench.store import StoredRun
 
 METRICS = ("uar", "war", "macro_f1")  # per-run metrics aggregated over folds (macro_f1: None for old results)
@@ -29,8 +29,10 @@ SELECTION_LABELS = {
 
 def variant_hash(d: dict) -> str:
     """Hash of the resolved spec without fold, seed and the keys that do not change results (spec.NON_SEMANTIC,
-    the same rule as the run-id hash): runs sharing it form one table row."""
-    spec = semantic_view(json.loads(json.dumps(d.get("spec") or {}, default=str)))
+    the same rule as the run-id hash), keys a stored spec predates taken at their default: runs sharing it form
+    one table row."""
+    stored = json.loads(json.dumps(d.get("spec") or {}, default=str))
+    spec = semantic_view(with_defaults(stored) if stored else stored)
     for k in ("fold", "seed"):
         spec.pop(k, None)
     if not spec:  # no spec recorded: fall back on what identifies the protocol
