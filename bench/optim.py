@@ -46,13 +46,16 @@ def constant(cfg: Any, epoch: int, it: int, iters: int, epochs: int) -> float:
     return cfg.lr
 
 
-def _is_no_decay(name: str, param: torch.Tensor) -> bool:
-    return param.ndim <= 1 or name.endswith(".bias") or "pos" in name or "token" in name or "rel_pos" in name
+def _is_no_decay(name: str, param: torch.Tensor, names: list[str] | None = None) -> bool:
+    if param.ndim <= 1 or name.endswith(".bias"):
+        return True
+    return name in names if names is not None else ("pos" in name or "token" in name)
 
 
 def param_groups(model: torch.nn.Module, cfg: Any) -> list[dict]:
     """Trainable parameters grouped by (weight decay, lr scale). `decay_norm_bias=False` (default) exempts norms,
-    biases, tokens and position tables from weight decay, as timm does; `True` decays every parameter (as some
+    biases, tokens and position tables from weight decay, as timm does (or, given `no_decay_names`, 1-D
+    parameters, biases and exactly those names: a released skip list); `True` decays every parameter (as some
     released codes do). The lr scale is the `lr_groups` multiplier of the longest matching name prefix times
     the layer-wise decay factor; `set_lr` multiplies the scheduled lr by it."""
     from bench.errors import BenchError
@@ -65,7 +68,7 @@ def param_groups(model: torch.nn.Module, cfg: Any) -> list[dict]:
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        wd = cfg.weight_decay if cfg.decay_norm_bias or not _is_no_decay(name, p) else 0.0
+        wd = cfg.weight_decay if cfg.decay_norm_bias or not _is_no_decay(name, p, cfg.no_decay_names) else 0.0
         scale = next((float(cfg.lr_groups[k]) for k in prefixes if name.startswith(k)), 1.0)
         if cfg.layer_decay < 1.0:
             scale *= cfg.layer_decay ** (model.num_layers + 1 - model.layer_id(name))

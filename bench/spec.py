@@ -77,6 +77,10 @@ class OptimCfg:
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     eps: float = 1e-8
     decay_norm_bias: bool = False
+    # with decay_norm_bias=False: the exact parameter names also exempt from weight decay besides 1-D parameters and
+    # biases (a released skip list, e.g. MAE-DFER pre-training's ["mask_token"]); None = every token and position
+    # table (timm's rule)
+    no_decay_names: list[str] | None = None
     # learning-rate multipliers by parameter-name prefix (first match, longest prefix first), e.g. DFER-CLIP's
     # {"image_encoder.": 1e-3, "prompt_learner.": 0.1}
     lr_groups: dict = field(default_factory=dict)
@@ -171,7 +175,7 @@ PRETRAIN_PROTOCOL = "pretrain"  # the protocol name of a `bench pretrain` spec
 NON_SEMANTIC = (("data", "root"), ("data", "workers"), ("data", "augment_on"), ("train", "device"))
 # keys added after runs were stored: left out of the hash and the grouping while at their default, so a run id
 # stored before the key existed still names the same spec (a completed run is still found, never re-run)
-ADDED_LATER = {("data", "randaugment"): None, ("data", "random_erasing"): 0.0}
+ADDED_LATER = {("data", "randaugment"): None, ("data", "random_erasing"): 0.0, ("optim", "no_decay_names"): None}
 
 
 def with_defaults(spec_dict: dict) -> dict:

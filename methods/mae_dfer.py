@@ -191,8 +191,10 @@ _PRETRAIN_DEFAULTS: dict = {
     # AdamW (0.9, 0.95), wd 0.05, base lr 3e-4 x batch/256 (released run: total batch 160 -> 1.875e-4, peak in
     # its log; the script's 2 x 32 = 64 would give 7.5e-5), 5 warm-up epochs from 0, per-step cosine to
     # 1e-5 x batch/256, 100 epochs (the released checkpoint-49 is the epoch-50 snapshot of this schedule), fp16.
+    # No decay on 1-D parameters, biases and the skip list {pos_embed, cls_token, mask_token} matched by exact name:
+    # only `mask_token` is a parameter of that name, so the region tokens (encoder.lg_region_tokens) are decayed.
     "optim": {"name": "adamw", "lr": _lr(3e-4, 160), "betas": [0.9, 0.95], "eps": 1e-8, "weight_decay": 0.05,
-              "decay_norm_bias": False, "layer_decay": 1.0, "schedule": "cosine", "per_iteration": True,
+              "decay_norm_bias": False, "no_decay_names": ["mask_token"], "layer_decay": 1.0, "schedule": "cosine", "per_iteration": True,
               "warmup_epochs": 5, "warmup_lr": 0.0, "min_lr": _lr(1e-5, 160)},
     "reg": {"mixup_alpha": 0.0, "cutmix_alpha": 0.0, "label_smoothing": 0.0},
     "train": {"epochs": 100, "batch_size": 160, "grad_clip": 0.0, "precision": "fp16", "drop_last": True},

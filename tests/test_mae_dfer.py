@@ -434,3 +434,20 @@ def test_bench_pretrain_then_fine_tune_from_its_checkpoint(tmp_path: Path, data_
     assert init["kind"] == "vox2_pretrain" and init["report"]["missing"] == FRESH
     assert init["report"]["unexpected"] == [] and init["report"]["mismatched"] == []
     assert "bench pretrain on synthetic fold 1" in init["label"] and "not the official" in init["label"]
+
+
+def test_pretraining_decays_the_region_tokens_as_released(fast_init: None) -> None:
+    """Official pre-training: no decay on 1-D parameters, biases and names in {pos_embed, cls_token, mask_token}
+    (exact match): the mask token is exempt, the encoder's region tokens are decayed. Fine-tuning exempts them."""
+    spec = resolve_spec("mae_dfer", "synthetic", pretrain=True)
+    pre = M.build_mae_pretrainer(8, 64, region_size=[2, 2, 4])
+    decay_of = {id(p): g["weight_decay"] for g in param_groups(pre, spec.optim) for p in g["params"]}
+    names = dict(pre.named_parameters())
+    assert decay_of[id(names["mask_token"])] == 0.0 and decay_of[id(names["encoder.lg_region_tokens"])] == 0.05
+    weight = next(n for n, p in names.items() if p.ndim == 2 and n.startswith("encoder.blocks."))
+    assert decay_of[id(names[weight])] == 0.05
+    assert all(decay_of[id(p)] == 0.0 for n, p in names.items() if p.ndim == 1)
+    fine = resolve_spec("mae_dfer", "synthetic")
+    model = M.mae_dfer(7, **SMALL)
+    decay_of = {id(p): g["weight_decay"] for g in param_groups(model, fine.optim) for p in g["params"]}
+    assert decay_of[id(model.lg_region_tokens)] == 0.0
