@@ -189,6 +189,12 @@ class Run:
                                f"{init_record['label']}. Give --init {info.needs_pretrained}:<file> for the method.[/]",
                                highlight=False, soft_wrap=True)
 
+        if spec.data.streams and (spec.data.flip or list(spec.data.rrc_scale) != [1.0, 1.0]):
+            self.console.print(f"[yellow]data.streams ({', '.join(spec.data.streams)}) are given as stored: the "
+                               "frames' random crop and flip are not applied to them (spatial streams drift from "
+                               "the frames; set data.flip=false and data.rrc_scale=[1,1] to keep them aligned).[/]",
+                               highlight=False, soft_wrap=True)
+
         with make_progress(self.console, self.show_progress and self.rank == 0) as progress:
             if state.pending_eval:  # the last run stopped after training this epoch, in its evaluation
                 self._evaluate_and_checkpoint(evaluation, model, optimizer, scaler, state, progress)

@@ -163,10 +163,21 @@ def test_size_and_cost_at_the_official_input():
 
 @pytest.mark.slow
 def test_trains_on_synthetic(tmp_path, data_home):
-    bench_cli(["run", "-m", "fine_cliper", "-d", "synthetic", "--fold", "1", "--epochs", "1", "--batch-size", "2",
-               "--workers", "0", "--no-progress", "--no-latency", "--set", "data.options.clips_per_class=2",
-               "--set", "data.options.folds=2", "--set", "data.options.resolution=32", "--set", "data.frames=4"],
-              tmp_path, {"DFER_DATA_HOME": str(data_home)}, check=True)
+    """One epoch through `bench run` with a precomputed description stream (one .txt per clip); the flip turned on
+    here is reported as not applied to the streams."""
+    from bench.registry import DATASETS
+
+    options = {"clips_per_class": 2, "folds": 2, "resolution": 32}
+    descriptions = tmp_path / "descriptions"
+    descriptions.mkdir()
+    for r in DATASETS.get("synthetic").build_manifest(data_home / "synthetic", 1, options).records:
+        (descriptions / f"{r.clip_id}.txt").write_text("the brows rise and the mouth opens")
+    proc = bench_cli(["run", "-m", "fine_cliper", "-d", "synthetic", "--fold", "1", "--epochs", "1", "--batch-size", "2",
+                      "--workers", "0", "--no-progress", "--no-latency", "--set", "data.options.clips_per_class=2",
+                      "--set", "data.options.folds=2", "--set", "data.options.resolution=32", "--set", "data.frames=4",
+                      "--set", f"data.streams.description={descriptions}", "--set", "data.flip=true"],
+                     tmp_path, {"DFER_DATA_HOME": str(data_home)}, check=True)
+    assert "data.streams (description) are given as stored" in " ".join((proc.stdout + proc.stderr).split())
     (result,) = (tmp_path / "results" / "runs").rglob("result.json")
     assert json.loads(result.read_text())["method"] == "fine_cliper"
     lines = [json.loads(x) for x in (result.parent / "metrics.jsonl").read_text().splitlines()]
