@@ -27,8 +27,10 @@ def autocast_ctx(device: torch.device, precision: str):
 
 @torch.no_grad()
 def predict_views(model: torch.nn.Module, dataset: ClipDataset, *, batch_size: int, workers: int, device: torch.device,
-                  precision: str = "fp32", progress: Progress | None = None, desc: str = "eval") -> dict[str, np.ndarray]:
-    """Logits of every view: arrays video (N,), view (N,), crop (N,), logits (N,K) with N = views x crops."""
+                  precision: str = "fp32", progress: Progress | None = None, desc: str = "eval",
+                  forward_kwargs: dict | None = None) -> dict[str, np.ndarray]:
+    """Logits of every view: arrays video (N,), view (N,), crop (N,), logits (N,K) with N = views x crops.
+    `forward_kwargs` go to every model call (e.g. task="image" for a joint model's image head)."""
     model.eval()
     loader = make_loader(dataset, batch_size, workers=workers, shuffle=False, drop_last=False, seed=0, epoch=0)
     task = progress.add_task(desc, total=len(loader), loss="") if progress else None
@@ -37,7 +39,7 @@ def predict_views(model: torch.nn.Module, dataset: ClipDataset, *, batch_size: i
         clip = batch["clip"].to(device, non_blocking=True)  # B, crops, C, T, H, W
         b, ncrop = clip.shape[:2]
         with autocast_ctx(device, precision):
-            out = logits_of(model(clip.flatten(0, 1), **model_inputs(batch, device, ncrop)))
+            out = logits_of(model(clip.flatten(0, 1), **model_inputs(batch, device, ncrop), **(forward_kwargs or {})))
         logits.append(out.float().cpu().view(b, ncrop, -1).flatten(0, 1).numpy())
         videos.append(np.repeat(batch["video"].numpy(), ncrop))
         views.append(np.repeat(batch["view"].numpy(), ncrop))
@@ -66,10 +68,10 @@ def aggregate(preds: dict[str, np.ndarray], num_videos: int, how: str = "mean_lo
 
 def evaluate(model, dataset: ClipDataset, records: list[ClipRecord], classes, *, batch_size: int, workers: int,
              device: torch.device, precision: str, aggregate_how: str, progress: Progress | None = None,
-             desc: str = "eval") -> tuple[dict, dict[str, np.ndarray]]:
+             desc: str = "eval", forward_kwargs: dict | None = None) -> tuple[dict, dict[str, np.ndarray]]:
     """Metrics of a split and the per-view predictions behind them."""
     preds = predict_views(model, dataset, batch_size=batch_size, workers=workers, device=device, precision=precision,
-                          progress=progress, desc=desc)
+                          progress=progress, desc=desc, forward_kwargs=forward_kwargs)
     scores = aggregate(preds, len(records), aggregate_how)
     labels = np.array([r.label for r in records])
     metrics = compute_metrics(labels, scores.argmax(1), list(classes))

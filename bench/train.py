@@ -176,6 +176,7 @@ class Run:
             sampler = torch.utils.data.distributed.DistributedSampler(train_ds, shuffle=True, seed=spec.seed,
                                                                       drop_last=spec.train.drop_last)
         evaluation = _Evaluation(self, model, test_ds, val_ds, device)
+        self.mix_test: ClipDataset | None = None  # data.mix's image test split (set by _mix_data)
         self.mix = self._mix_data(spec) if spec.data.mix else None
 
         self.console.print(
@@ -243,6 +244,8 @@ class Run:
             raise DataError(f"{root}: the data.mix image set has no training images")
         self.mix_manifest_sha256 = manifest.checksum()
         ds = ClipDataset(manifest, records, cfg, train=True, seed=spec.seed)
+        test_records = manifest.split("test")  # logged each evaluated epoch through the image head (S4D's log)
+        self.mix_test = ClipDataset(manifest, test_records, cfg, train=False, seed=spec.seed) if test_records else None
         mixup = VideoMixup(len(manifest.classes), spec.reg.mixup_alpha, spec.reg.cutmix_alpha, spec.reg.mix_prob,
                            spec.reg.switch_prob, spec.reg.label_smoothing)
         return ds, mixup, float(mix.get("rate", 0.5)), max(1, round(spec.train.batch_size * float(mix.get("batch_scale", 2))))
@@ -343,6 +346,7 @@ class Run:
         self.console.print(f"epoch {line['epoch']}: loss {line['train_loss']:.4f}"
                            + (f", test UAR {ev['uar']:.4f} WAR {ev['war']:.4f}" if ev else "")
                            + (f", val UAR {line['val']['uar']:.4f}" if line.get("val") else "")
+                           + (f", image test acc {line['image_test']['war']:.4f}" if line.get("image_test") else "")
                            + f" ({line['time_s']:.0f}s)")
 
     def _checkpoint(self, model, optimizer, scaler, state: RunState) -> None:
@@ -470,6 +474,10 @@ class _Evaluation:
         if self.val_ds is not None:
             mv, _ = self._split(self.val_ds, epoch, "val", progress)
             out["val"] = {"split": "val", "uar": mv["uar"], "war": mv["war"]}
+        if run.mix_test is not None:  # data.mix: the image set's test split, image head
+            mi, _ = evaluate(self.model, run.mix_test, run.mix_test.records, run.mix_test.classes, desc="image test",
+                             progress=progress, forward_kwargs={"task": "image"}, **self.kw)
+            out["image_test"] = {"split": "test", "n": len(run.mix_test.records), "uar": mi["uar"], "war": mi["war"]}
         sel = run.spec.train.selection
         if sel != "last":
             value = (out["val"] if sel == "best_on_val" else out["eval"])[run.spec.train.selection_metric]

@@ -80,7 +80,8 @@ JOINT_TRAINING = """Joint static+dynamic fine-tuning (official `--mode joint`) i
 batch_scale x the video batch, class-balanced, interleaved with the video batches at positions drawn from the epoch;
 each a pure image step calling model(x, task="image") with the same criterion and optimizer step). Not reproduced:
 the image augmentation (resize 192 / crop 160 / RandAugment m9 / RandomErasing: the harness applies its video
-augmentation to the one-frame clips) and the per-epoch image test accuracy log."""
+augmentation to the one-frame clips). Each evaluated epoch also logs the image set's test split through the image
+head (metrics.jsonl "image_test": accuracy as war, uar, n), as the official joint script prints its image accuracy."""
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -463,6 +463,10 @@ def test_joint_training_with_static_images(tmp_path, data_home):
     (joint,) = (tmp_path / "joint").rglob("result.json")
     log = [json.loads(x) for x in (joint.parent / "metrics.jsonl").read_text().splitlines()]
     assert "image_ce" in log[0]["train_loss_parts"] and "ce" in log[0]["train_loss_parts"]
+    image_test = log[0]["image_test"]  # the val/ folder (AffectNet's test split): 4 images of the 7-class order
+    assert image_test["n"] == 4 and 0.0 <= image_test["war"] <= 1.0 and 0.0 <= image_test["uar"] <= 1.0
+    video_log = (video.parent / "metrics.jsonl").read_text()
+    assert "image_test" not in video_log
     assert json.loads(joint.read_text())["env"]["mix_manifest_sha256"]
     heads = [torch.load(next((tmp_path / d).rglob("last.pt")), weights_only=True)["model"]["head.image.weight"]
              for d in ("video", "joint")]
