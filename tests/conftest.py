@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -46,8 +47,20 @@ def pytest_runtest_makereport(item, call):
     """A failing `slurm` test shows the tails of the daemons' logs."""
     outcome = yield
     report = outcome.get_result()
+    setattr(item, f"report_{report.when}", report)  # for _drop_checkpoints
     if report.failed and "slurm" in item.keywords and "slurm_cluster" in item.funcargs:
         report.sections.append(("SLURM daemon logs", item.funcargs["slurm_cluster"].tails()))
+
+
+@pytest.fixture(autouse=True)
+def _drop_checkpoints(request):
+    """A passed test's run checkpoints go when it ends: the one-epoch runs of 100 M-parameter models write GBs, and
+    a full suite kept ~29 GB of them in pytest's temp directories (a failed test keeps its files)."""
+    yield
+    tmp, report = request.node.funcargs.get("tmp_path"), getattr(request.node, "report_call", None)
+    if tmp is not None and report is not None and report.passed:
+        for folder in list(tmp.rglob("checkpoints")):
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
