@@ -24,9 +24,10 @@ def resolve_augment_on(data, device: torch.device) -> str:
     """`auto` puts the training augmentation on the device only for CUDA, and only when it can run there (not with
     several clips per video, RandAugment or random erasing, which run in the workers): on a CPU run the loader's
     worker processes do it in parallel, the main process would do it serially."""
+    from bench.spec import worker_only_augmentation
+
     if data.augment_on == "auto":
-        worker_only = data.train_clips > 1 or data.randaugment or data.random_erasing > 0
-        return "device" if device.type == "cuda" and not worker_only else "worker"
+        return "device" if device.type == "cuda" and not worker_only_augmentation(data) else "worker"
     return data.augment_on
 
 

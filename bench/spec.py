@@ -175,7 +175,21 @@ PRETRAIN_PROTOCOL = "pretrain"  # the protocol name of a `bench pretrain` spec
 NON_SEMANTIC = (("data", "root"), ("data", "workers"), ("data", "augment_on"), ("train", "device"))
 # keys added after runs were stored: left out of the hash and the grouping while at their default, so a run id
 # stored before the key existed still names the same spec (a completed run is still found, never re-run)
-ADDED_LATER = {("data", "randaugment"): None, ("data", "random_erasing"): 0.0, ("optim", "no_decay_names"): None}
+ADDED_LATER = (("data", "randaugment"), ("data", "random_erasing"), ("optim", "no_decay_names"))
+
+
+def _default(f: dataclasses.Field) -> Any:
+    return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+
+
+def field_default(section: str, key: str) -> Any:
+    """Today's default of a spec key (the section dataclass's field)."""
+    return _default(next(f for f in dataclasses.fields(SECTIONS[section]) if f.name == key))
+
+
+def worker_only_augmentation(data: DataCfg) -> bool:
+    """Training augmentation that only the loader workers do (several clips per video, RandAugment, erasing)."""
+    return data.train_clips > 1 or bool(data.randaugment) or data.random_erasing > 0
 
 
 def with_defaults(spec_dict: dict) -> dict:
@@ -185,9 +199,7 @@ def with_defaults(spec_dict: dict) -> dict:
     for section, cls in SECTIONS.items():
         if isinstance(d.get(section), dict):
             for f in dataclasses.fields(cls):
-                if f.name not in d[section]:
-                    d[section][f.name] = (f.default_factory() if f.default_factory is not dataclasses.MISSING
-                                          else f.default)
+                d[section].setdefault(f.name, _default(f))
     return d
 
 
@@ -196,7 +208,8 @@ def semantic_view(spec_dict: dict) -> dict:
     d = copy.deepcopy(spec_dict)
     for section, key in NON_SEMANTIC:
         (d.get(section) or {}).pop(key, None)
-    for (section, key), default in ADDED_LATER.items():
+    for section, key in ADDED_LATER:
+        default = field_default(section, key)
         if (d.get(section) or {}).get(key, default) == default:
             (d.get(section) or {}).pop(key, None)
     return d
