@@ -85,13 +85,18 @@ class Recipe:
     """Default hyper-parameters (nested dict in RunSpec shape) and their per-dataset / per-protocol overrides.
 
     Resolution order: the method's InputSpec -> defaults -> datasets[dataset] -> protocols[protocol] (whose own
-    "datasets" key holds protocol x dataset overrides) -> a variant's kwargs/loss -> CLI flags -> --set.
+    "datasets" key holds protocol x dataset overrides) -> on_cuda[dataset] when the run's device is CUDA (`cuda`,
+    `cuda:N`, or `auto` where CUDA is available) -> a variant's kwargs/loss -> CLI flags -> --set.
+
+    `on_cuda` is for recipes whose CPU-sized form cannot show the method (IFDD on `synthetic`): the GPU run gets
+    the larger budget without a flag; every value it changes is in the spec, so the two have different run ids.
     """
 
     defaults: dict = field(default_factory=dict)
     datasets: dict[str, dict] = field(default_factory=dict)
     protocols: dict[str, dict] = field(default_factory=dict)
     default_protocol: str = "default"
+    on_cuda: dict[str, dict] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

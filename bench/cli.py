@@ -416,12 +416,20 @@ def sweep(
     account: Annotated[str | None, typer.Option()] = None,
     qos: Annotated[str | None, typer.Option()] = None,
     constraint: Annotated[str | None, typer.Option()] = None,
+    device: Annotated[str | None, typer.Option(help="the runs' device (default: auto here; on slurm cuda when the "
+                                                    "jobs get GPUs, else cpu)")] = None,
 ) -> None:
     """Many runs (methods x datasets x folds x seeds); completed runs (and, on SLURM, queued or running ones) are
     skipped."""
     from bench.sweep import Resources, execute_plan, make_paper_plan, make_plan, plan_table, status_table
 
-    flags = {"train": {"epochs": epochs}} if epochs is not None else {}
+    resources = Resources(gpus=gpus, cpus=cpus, mem_gb=mem_gb, time_min=timeout_min, partition=slurm_partition,
+                          account=account, qos=qos, constraint=constraint, nodes=nodes, tasks=tasks)
+    if device is None and backend == "slurm":  # the plan is resolved here, the runs on the jobs' nodes: same device
+        device = "cuda" if resources.resolved().gpus else "cpu"
+    flags: dict = {"train": {"epochs": epochs}} if epochs is not None else {}
+    if device is not None:
+        flags.setdefault("train", {})["device"] = device
     seed_list = [int(s) for s in seeds.split(",")]
     if paper is not None:
         plan = make_paper_plan(paper, seed_list, flags, set_ or [], results)
@@ -433,8 +441,6 @@ def sweep(
         table, _ = status_table(plan, results)
         out.print(table)
         return
-    resources = Resources(gpus=gpus, cpus=cpus, mem_gb=mem_gb, time_min=timeout_min, partition=slurm_partition,
-                          account=account, qos=qos, constraint=constraint, nodes=nodes, tasks=tasks)
     out.print(plan_table(plan, resources.resolved() if backend == "slurm" else None))
     if dry_run:
         return

@@ -328,6 +328,15 @@ def deep_merge(base: dict, over: dict) -> dict:
     return out
 
 
+def runs_on_cuda(device: str) -> bool:
+    """Whether a run with this `train.device` trains on CUDA (what selects a recipe's `on_cuda` layer)."""
+    if device == "auto":
+        import torch
+
+        return torch.cuda.is_available()
+    return device.startswith("cuda")
+
+
 def resolve_spec(
     method: str,
     dataset: str,
@@ -364,10 +373,15 @@ def resolve_spec(
         per_ds = p.pop("datasets", {})
         layers = deep_merge(layers, p)
         layers = deep_merge(layers, per_ds.get(dataset, {}))
+    top: dict = {}  # what the user and a variant set, over every recipe layer
     if not pretrain and (info.kwargs or info.loss):  # a variant: the parent's recipe with its own arguments
-        layers = deep_merge(layers, {"model": {"kwargs": info.kwargs, "loss": info.loss}})
-    layers = deep_merge(layers, flags or {})
-    layers = deep_merge(layers, parse_set(sets or []))
+        top = deep_merge(top, {"model": {"kwargs": info.kwargs, "loss": info.loss}})
+    top = deep_merge(deep_merge(top, flags or {}), parse_set(sets or []))
+    if not pretrain and dataset in recipe.on_cuda:
+        device = deep_merge(layers, top).get("train", {}).get("device", TrainCfg.device)
+        if runs_on_cuda(str(device)):
+            layers = deep_merge(layers, recipe.on_cuda[dataset])
+    layers = deep_merge(layers, top)
 
     spec = RunSpec(method=method, dataset=dataset, protocol=proto)
     _apply(spec, layers, "spec")

@@ -129,6 +129,9 @@ class PlannedRun:
         epochs = self.flags.get("train", {}).get("epochs")
         if epochs is not None:
             cmd += ["--epochs", str(epochs)]
+        device = self.flags.get("train", {}).get("device")
+        if device is not None:  # the device the plan was resolved for (a recipe's on_cuda layer depends on it)
+            cmd += ["--device", device]
         for item in self.sets:
             cmd += ["--set", item]
         return cmd

@@ -94,15 +94,20 @@ def main() -> None:
     ap.add_argument("--set", dest="extra", action="append", default=[], help="extra --set for every run")
     args = ap.parse_args()
     names = [n for n in (args.only.split(",") if args.only else CONFIGS) if n]
-    rows = []
+    findings = args.out / "findings.json"
+    # Rows of earlier invocations are kept (a later one replaces a row of the same name), so the table can be built
+    # one configuration at a time.
+    kept = {r["name"]: r for r in json.loads(findings.read_text())} if findings.is_file() else {}
     for name in names:
         row = run_config(name, args.steps, args.out, args.extra)
-        rows.append(row)
+        kept[name] = row
         print(f"{name}: UAR last {row['uar_last']:.2f} best {row['uar_best']:.2f}, loss {row['loss_first']:.3f} -> "
               f"{row['loss_last']:.3f}, {row['wall_s'] / 60:.1f} min", flush=True)
-        (args.out / "findings.json").parent.mkdir(parents=True, exist_ok=True)
-        (args.out / "findings.json").write_text(json.dumps(rows, indent=1))
-    print(table(rows))
+        findings.parent.mkdir(parents=True, exist_ok=True)
+        tmp = findings.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(list(kept.values()), indent=1))
+        tmp.replace(findings)
+    print(table(list(kept.values())))
 
 
 if __name__ == "__main__":

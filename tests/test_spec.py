@@ -65,3 +65,25 @@ def test_registry_rejects_duplicates():
     with pytest.raises(ValueError, match="twice"):
         reg.add("a", 2)
     assert reg.names("a*") == ["a"]
+
+
+def test_cuda_layer_applies_only_on_cuda_and_under_the_user_layers():
+    """IFDD's `synthetic` recipe has an on_cuda layer (its CPU budget cannot show the method): a CUDA run takes it,
+    a CPU run does not, and --epochs / --set still win over it."""
+    import torch
+
+    cpu = resolve_spec("ifdd", "synthetic", flags={"train": {"device": "cpu"}})
+    cuda = resolve_spec("ifdd", "synthetic", flags={"train": {"device": "cuda:1"}})
+    on_cuda = METHODS.get("ifdd").recipe.on_cuda["synthetic"]
+    assert (cpu.data.size, cpu.train.epochs, cpu.data.options) == (32, 4, {})
+    assert cuda.data.size == on_cuda["data"]["size"] and cuda.train.epochs == on_cuda["train"]["epochs"]
+    assert cuda.data.options["clips_per_class"] == on_cuda["data"]["options"]["clips_per_class"]
+    assert cuda.data.frames == cpu.data.frames and cuda.optim.lr == cpu.optim.lr  # the rest is the CPU recipe
+    assert cuda.run_id != cpu.run_id
+    user = resolve_spec("ifdd", "synthetic", flags={"train": {"device": "cuda", "epochs": 2}}, sets=["data.size=48"])
+    assert (user.train.epochs, user.data.size) == (2, 48)
+    auto = resolve_spec("ifdd", "synthetic")
+    assert auto.run_id == (cuda.run_id if torch.cuda.is_available() else cpu.run_id)
+    # only the dataset the layer names: DFEW on CUDA is the DFEW recipe
+    assert resolve_spec("ifdd", "dfew", flags={"train": {"device": "cuda"}}).run_id == resolve_spec(
+        "ifdd", "dfew", flags={"train": {"device": "cpu"}}).run_id

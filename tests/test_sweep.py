@@ -63,3 +63,26 @@ def test_sweep_does_not_skip_a_result_computed_on_other_data(tmp_path, monkeypat
     monkeypatch.setitem(S.DEFAULTS, "intensity", S.DEFAULTS["intensity"] + 0.5)
     with pytest.raises(BenchError, match="result.json: computed on other data"):
         make_plan(*args)
+
+
+def test_a_slurm_plan_is_resolved_for_the_jobs_device(tmp_path):
+    """The plan is resolved on the submitting machine and each run again on its job's node: both must see the same
+    device, or a recipe's on_cuda layer (IFDD on synthetic) would give two run ids. GPU jobs plan for cuda, CPU jobs
+    for cpu, and the job's command carries it."""
+    from bench.spec import resolve_spec
+    from bench.sweep import make_plan
+
+    def planned_id(*args: str) -> str:
+        proc = bench_cli(["sweep", "--methods", "ifdd", "--datasets", "synthetic", "--folds", "1", "--backend",
+                          "slurm", "--dry-run", "--results", str(tmp_path / "results"), *args], tmp_path, check=True)
+        return next(w for w in proc.stdout.split() if w.startswith("ifdd-synthetic"))
+
+    cuda = resolve_spec("ifdd", "synthetic", flags={"train": {"device": "cuda"}}).run_id
+    cpu = resolve_spec("ifdd", "synthetic", flags={"train": {"device": "cpu"}}).run_id
+    assert cuda != cpu
+    assert planned_id("--gpus", "1") == cuda
+    assert planned_id("--gpus", "0") == cpu
+    assert planned_id("--gpus", "0", "--device", "cuda") == cuda
+    (planned,) = make_plan(["ifdd"], ["synthetic"], "1", [0], {"train": {"device": "cuda"}}, [], tmp_path)
+    argv = planned.argv(tmp_path)
+    assert argv[argv.index("--device") + 1] == "cuda" and planned.spec.run_id == cuda
