@@ -425,8 +425,9 @@ def sweep(
 
     resources = Resources(gpus=gpus, cpus=cpus, mem_gb=mem_gb, time_min=timeout_min, partition=slurm_partition,
                           account=account, qos=qos, constraint=constraint, nodes=nodes, tasks=tasks)
-    if device is None and backend == "slurm":  # the plan is resolved here, the runs on the jobs' nodes: same device
-        device = "cuda" if resources.resolved().gpus else "cpu"
+    on_slurm = resources.resolved() if backend == "slurm" else None  # asks sinfo once
+    if device is None and on_slurm:  # the plan is resolved here, the runs on the jobs' nodes: the same device
+        device = "cuda" if on_slurm.gpus else "cpu"
     flags: dict = {"train": {"epochs": epochs}} if epochs is not None else {}
     if device is not None:
         flags.setdefault("train", {})["device"] = device
@@ -441,7 +442,7 @@ def sweep(
         table, _ = status_table(plan, results)
         out.print(table)
         return
-    out.print(plan_table(plan, resources.resolved() if backend == "slurm" else None))
+    out.print(plan_table(plan, on_slurm))
     if dry_run:
         return
     execute_plan(plan, backend=backend, results=results, max_parallel=max_parallel, resources=resources, console=out)

@@ -93,6 +93,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("results/diagnostics/ifdd_synthetic"))
     ap.add_argument("--set", dest="extra", action="append", default=[], help="extra --set for every run")
     args = ap.parse_args()
+    from bench.store import atomic_write_json
+
     names = [n for n in (args.only.split(",") if args.only else CONFIGS) if n]
     findings = args.out / "findings.json"
     # Rows of earlier invocations are kept (a later one replaces a row of the same name), so the table can be built
@@ -103,10 +105,7 @@ def main() -> None:
         kept[name] = row
         print(f"{name}: UAR last {row['uar_last']:.2f} best {row['uar_best']:.2f}, loss {row['loss_first']:.3f} -> "
               f"{row['loss_last']:.3f}, {row['wall_s'] / 60:.1f} min", flush=True)
-        findings.parent.mkdir(parents=True, exist_ok=True)
-        tmp = findings.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(list(kept.values()), indent=1))
-        tmp.replace(findings)
+        atomic_write_json(findings, list(kept.values()))
     print(table(list(kept.values())))
 
 
