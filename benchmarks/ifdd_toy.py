@@ -1,0 +1,305 @@
+"""A toy with a known answer, to find which part of IFDD keeps it at chance: does a model learn at all, and where
+does a random-init model lose the input?
+
+    .venv/bin/python benchmarks/ifdd_toy.py train --model ifdd --steps 300 [--lr 1e-4] [--wd 0.05]
+    .venv/bin/python benchmarks/ifdd_toy.py probe --model ifdd [--size 32]
+
+The "size toy": class k (of 7) is a bright square of side 3+k pixels (+0.4) at a random place in grey noise
+(0.5 + 0.15 N(0,1)), in all 16 frames of a 32² clip. Every training step draws a fresh batch of 8, so the training
+cross-entropy measures generalisation (ln 7 = 1.946 is the class prior); the test accuracy is on 140 held-out
+clips. A 3D CNN solves it in ~100 steps. Models (`--model`):
+
+- `ifdd`, `mvit_v2_s`, `r3d18`: the registered methods, built by `bench.api.build_model`, trained with their own
+  criterion and `bench.optim.build_optimizer` (AdamW, weight decay as in their specs unless `--wd`).
+- `cube_vit`: IFDD's own cube embedding (3x7x7, stride 2x4x4, `methods/_ifdd_layers.PatchEmbed`) followed by six
+  plain timm ViT blocks (dim 96, one head, no pooling), mean-pooled: a transformer from scratch on IFDD's input
+  path without the multiscale trunk.
+- `cube_mvit`: the same, with six of torchvision's MViTv2 blocks as IFDD configures them (3x3x3 conv pooling of q,
+  k and v with LayerNorm, residual pooling, decomposed relative positions, class token) at one width and grid
+  (no stage transitions); `--kv-stride 8` is block 0's kv pooling. `--depth 10` is IFDD's depth; `--transitions 1,3` adds IFDD's first two stage transitions. Pooling attention
+  or the multiscale trunk?
+
+`--kv-stride S` on `ifdd` caps every block's spatial kv pooling stride at S (released: 8-4-4-2-...-1), the one
+trunk change that keeps IFDD's shapes; a diagnostic, not the released model.
+- `frame_vit`: timm's ViT-Tiny shape (patch 4, dim 192, depth 6, 3 heads) on every frame, logits averaged.
+
+`train` prints the mean training CE per 100 steps, the last 40 steps' CE and the test accuracy; `probe` fits a
+logistic regression (sklearn) on the random-init features after every block (mean and max over tokens) and prints
+its test accuracy: where the square's size stops being linearly readable before any training. Rows are appended to
+results/diagnostics/ifdd_toy/findings.json; the findings are in methods/IFDD.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+CLASSES = 7
+FRAMES = 16
+MODELS = ("ifdd", "mvit_v2_s", "r3d18", "cube_vit", "cube_mvit", "frame_vit")
+
+
+def size_toy(n: int, size: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """`n` clips (n, 3, 16, size, size) in [0, 1] and their labels: the square's side, scaled with `size`."""
+    y = torch.randint(0, CLASSES, (n,), generator=gen)
+    x = 0.5 + 0.15 * torch.randn(n, 3, FRAMES, size, size, generator=gen)
+    for i, k in enumerate(y.tolist()):
+        side = round((3 + k) * size / 32)
+        r, c = (int(v) for v in torch.randint(0, size - side, (2,), generator=gen))
+        x[i, :, :, r:r + side, c:c + side] += 0.4
+    return x.clamp(0, 1), y
+
+
+class CubeViT(nn.Module):
+    """IFDD's cube embedding + plain timm ViT blocks: the input path without the multiscale trunk."""
+
+    def __init__(self, dim: int = 96, depth: int = 6, heads: int = 1):
+        super().__init__()
+        from timm.models.vision_transformer import Block
+
+        from bench.methods._ifdd_layers import PatchEmbed
+
+        self.embed = PatchEmbed(FRAMES, dim)
+        self.blocks = nn.Sequential(*[Block(dim, heads, qkv_bias=True) for _ in range(depth)])
+        self.norm = nn.LayerNorm(dim)
+        self.fc = nn.Linear(dim, CLASSES)
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.trunc_normal_(m.weight, std=0.02)
+                nn.init.zeros_(m.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        tokens = self.blocks(self.embed(x).flatten(2).transpose(1, 2))
+        return self.fc(self.norm(tokens).mean(1))
+
+
+class CubeMViT(nn.Module):
+    """IFDD's cube embedding + torchvision MViTv2 blocks configured as IFDD's, at one width and grid."""
+
+    def __init__(self, size: int, kv_stride: int, dim: int = 96, depth: int = 6, transitions: tuple[int, ...] = ()):
+        super().__init__()
+        from torchvision.models.video.mvit import MSBlockConfig, MultiscaleBlock
+
+        from bench.methods._ifdd_layers import PatchEmbed, embed_grid
+
+        self.embed = PatchEmbed(FRAMES, dim)
+        self.cls = nn.Parameter(torch.zeros(1, 1, dim))
+        grid = list(embed_grid(FRAMES, size))
+        norm = partial(nn.LayerNorm, eps=1e-6)
+        self.blocks = nn.ModuleList()
+        heads = 1
+        for i in range(depth):
+            # An MViTv2 stage transition: q pooled 2x in space (and the skip with it), width and heads doubled.
+            step = i in transitions
+            cnf = MSBlockConfig(num_heads=heads, input_channels=dim, output_channels=dim * 2 if step else dim,
+                                kernel_q=[3, 3, 3], kernel_kv=[3, 3, 3], stride_q=[1, 2, 2] if step else [1, 1, 1],
+                                stride_kv=[1, kv_stride, kv_stride])
+            self.blocks.append(MultiscaleBlock(list(grid), cnf, residual_pool=True, residual_with_cls_embed=False,
+                                               rel_pos_embed=True, proj_after_attn=True, norm_layer=norm))
+            if step:
+                dim, heads, grid = dim * 2, heads * 2, [grid[0], -(-grid[1] // 2), -(-grid[2] // 2)]
+        self.norm = norm(dim)
+        self.fc = nn.Linear(dim, CLASSES)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.embed(x)
+        thw = tuple(x.shape[2:])
+        x = torch.cat([self.cls.expand(x.shape[0], -1, -1), x.flatten(2).transpose(1, 2)], 1)
+        for block in self.blocks:
+            x, thw = block(x, thw)
+        return self.fc(self.norm(x).mean(1))
+
+
+class FrameViT(nn.Module):
+    """timm ViT on every frame (no temporal model: the toy is static), logits averaged over frames."""
+
+    def __init__(self, size: int):
+        super().__init__()
+        from timm.models.vision_transformer import VisionTransformer
+
+        self.vit = VisionTransformer(img_size=size, patch_size=4, embed_dim=192, depth=6, num_heads=3,
+                                     num_classes=CLASSES)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, t, h, w = x.shape
+        return self.vit(x.transpose(1, 2).reshape(b * t, c, h, w)).view(b, t, -1).mean(1)
+
+
+def build(name: str, size: int, sets: list[str], kv_stride: int | None = None, depth: int = 6,
+          transitions: tuple[int, ...] = ()):
+    """(model, criterion, spec): registered methods through the real builders; the two ViT controls take the
+    default classification criterion and r3d18's optimiser settings (overridden by `sets`)."""
+    from bench.api import build_model
+    from bench.losses import classification_criterion, criterion_for
+    from bench.registry import METHODS
+    from bench.spec import resolve_spec
+
+    registered = name in ("ifdd", "mvit_v2_s", "r3d18")
+    spec = resolve_spec(name if registered else "r3d18", "synthetic", fold=1,
+                        sets=[f"data.size={size}", f"data.frames={FRAMES}", *sets])
+    if name == "ifdd" and kv_stride:
+        import bench.methods._ifdd_layers as layers
+
+        layers.XS_STRIDE_KV = tuple((t, min(h, kv_stride), min(w, kv_stride)) for t, h, w in layers.XS_STRIDE_KV)
+    if registered:
+        info = METHODS.get(name)
+        return build_model(info, CLASSES, FRAMES, size, **spec.model.kwargs), criterion_for(info, spec), spec
+    controls = {"cube_vit": lambda: CubeViT(depth=depth), "cube_mvit": lambda: CubeMViT(size, kv_stride or 1, depth=depth, transitions=transitions), "frame_vit": lambda: FrameViT(size)}
+    model = controls[name]()
+    return model, classification_criterion(spec), spec
+
+
+def normaliser(spec):
+    if not spec.data.mean:
+        return lambda x: x
+    mean = torch.tensor(spec.data.mean).view(1, 3, 1, 1, 1)
+    std = torch.tensor(spec.data.std).view(1, 3, 1, 1, 1)
+    return lambda x: (x - mean) / std
+
+
+def train(args) -> dict:
+    from bench.optim import build_optimizer, set_lr
+
+    torch.manual_seed(args.seed)
+    gen = torch.Generator().manual_seed(args.seed)
+    sets = [f"optim.lr={args.lr}", *([f"optim.weight_decay={args.wd}"] if args.wd is not None else []), *args.sets]
+    model, criterion, spec = build(args.model, args.size, sets, args.kv_stride, args.depth, args.transitions)
+    norm = normaliser(spec)
+    optimizer = build_optimizer(model, spec.optim)
+    x_test, y_test = size_toy(140, args.size, gen)
+    smooth = spec.reg.label_smoothing
+    ces: list[float] = []
+    per_100: list[float] = []
+    t0 = time.time()
+    model.train()
+    for step in range(args.steps):
+        set_lr(optimizer, args.lr * min(1.0, (step + 1) / args.warmup))
+        x, y = size_toy(8, args.size, gen)
+        target = nn.functional.one_hot(y, CLASSES).float() * (1 - smooth) + smooth / CLASSES
+        loss, parts = criterion(model(norm(x)), target)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        ces.append(parts["ce"])
+        if (step + 1) % 100 == 0:
+            per_100.append(round(float(np.mean(ces[-100:])), 3))
+            print(f"{args.model} step {step + 1}: train CE {per_100[-1]:.3f}", flush=True)
+    model.eval()
+    with torch.no_grad():
+        pred = torch.cat([model(norm(x_test[i:i + 35])).argmax(1) for i in range(0, len(x_test), 35)])
+    return {"experiment": "train", "model": args.model, "size": args.size, "steps": args.steps, "lr": args.lr,
+            "wd": spec.optim.weight_decay, "warmup": args.warmup, "kv_stride": args.kv_stride, "depth": args.depth, "transitions": list(args.transitions), "label_smoothing": smooth, "sets": args.sets, "seed": args.seed, "ce_per_100": per_100,
+            "ce_first40": round(float(np.mean(ces[:40])), 3), "ce_last40": round(float(np.mean(ces[-40:])), 3),
+            "test_acc": round(100 * float((pred == y_test).float().mean()), 1),
+            "wall_min": round((time.time() - t0) / 60, 1), "threads": torch.get_num_threads()}
+
+
+def probe_points(model: nn.Module, name: str) -> dict[str, nn.Module]:
+    """Modules whose output (tokens, or the embedding map) is probed, in depth order."""
+    if name == "ifdd":
+        points = {"embed": model.embed}
+        points.update({f"block{i}": b for i, b in enumerate(model.backbone.blocks)})
+        points["x_d (LADM out)"] = model.ladm.token_compress
+        return points
+    if name == "mvit_v2_s":
+        return {f"block{i}": b for i, b in enumerate(model.blocks)}
+    if name in ("cube_vit", "cube_mvit"):
+        return {"embed": model.embed, **{f"block{i}": b for i, b in enumerate(model.blocks)}}
+    if name == "frame_vit":
+        return {f"block{i}": b for i, b in enumerate(model.vit.blocks)}
+    raise SystemExit(f"probe: no probe points for --model {name}; use one of ifdd, mvit_v2_s, cube_vit, cube_mvit, frame_vit")
+
+
+def probe(args) -> dict:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    torch.manual_seed(args.seed)
+    gen = torch.Generator().manual_seed(args.seed + 1)
+    model, _, spec = build(args.model, args.size, [], args.kv_stride, args.depth, args.transitions)
+    model.eval()
+    norm = normaliser(spec)
+    points = probe_points(model, args.model)
+    feats: dict[str, list[torch.Tensor]] = {}
+
+    def hook(key: str):
+        def grab(_module, _inputs, out):
+            out = (out[0] if isinstance(out, tuple) else out).detach()
+            if out.dim() == 5:  # an embedding map (b, c, t, h, w) -> tokens
+                out = out.flatten(2).transpose(1, 2)
+            elif out.dim() == 3 and args.model == "frame_vit":  # (b*t, n, c) -> (b, t*n, c)
+                out = out.reshape(-1, FRAMES * out.shape[1], out.shape[2])
+            if out.dim() == 3:
+                out = torch.cat([out.mean(1), out.amax(1)], 1)
+            feats.setdefault(key, []).append(out.flatten(1))
+        return grab
+
+    for key, module in points.items():
+        module.register_forward_hook(hook(key))
+
+    def features(x: torch.Tensor) -> dict[str, np.ndarray]:
+        feats.clear()
+        with torch.no_grad():
+            for i in range(0, len(x), 50):
+                model(norm(x[i:i + 50]))
+        return {k: torch.cat(v).numpy() for k, v in feats.items()}
+
+    (xa, ya), (xb, yb) = size_toy(args.train_clips, args.size, gen), size_toy(args.test_clips, args.size, gen)
+    fa, fb = features(xa), features(xb)
+    accs = {}
+    for key in points:
+        scaler = StandardScaler().fit(fa[key])
+        clf = LogisticRegression(max_iter=3000).fit(scaler.transform(fa[key]), ya.numpy())
+        accs[key] = round(100 * clf.score(scaler.transform(fb[key]), yb.numpy()), 1)
+        print(f"{args.model} {key:16s} linear probe {accs[key]:.1f}%", flush=True)
+    return {"experiment": "probe", "model": args.model, "size": args.size, "seed": args.seed,
+            "train_clips": args.train_clips, "test_clips": args.test_clips, "probe_acc": accs}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = ap.add_subparsers(dest="experiment", required=True)
+    for name in ("train", "probe"):
+        p = sub.add_parser(name)
+        p.add_argument("--model", choices=MODELS, default="ifdd")
+        p.add_argument("--size", type=int, default=32)
+        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--kv-stride", type=int, default=None,
+                       help="cube_mvit: spatial kv pooling stride (default 1); ifdd: cap on every block's")
+        p.add_argument("--depth", type=int, default=6, help="cube_mvit/cube_vit: number of blocks")
+        p.add_argument("--transitions", type=lambda v: tuple(int(i) for i in v.split(",") if i), default=(),
+                       help="cube_mvit: blocks that pool q 2x and double the width (MViTv2-S/IFDD: 1,3 then 8)")
+        p.add_argument("--out", type=Path, default=Path("results/diagnostics/ifdd_toy"))
+    t = sub.choices["train"]
+    t.add_argument("--steps", type=int, default=300)
+    t.add_argument("--lr", type=float, default=1e-4)
+    t.add_argument("--wd", type=float, default=None, help="weight decay (default: the spec's)")
+    t.add_argument("--set", dest="sets", action="append", default=[], help="a spec override, e.g. "
+                   "model.kwargs.drop_path=0.0 (registered methods)")
+    t.add_argument("--warmup", type=int, default=20, help="linear warm-up steps, then constant lr")
+    p = sub.choices["probe"]
+    p.add_argument("--train-clips", type=int, default=700)
+    p.add_argument("--test-clips", type=int, default=350)
+    args = ap.parse_args()
+    from bench.store import atomic_write_json
+
+    row = train(args) if args.experiment == "train" else probe(args)
+    row["command"] = "benchmarks/ifdd_toy.py " + " ".join(sys.argv[1:])
+    print(json.dumps(row))
+    findings = args.out / "findings.json"
+    rows = json.loads(findings.read_text()) if findings.is_file() else []
+    atomic_write_json(findings, [*rows, row])
+
+
+if __name__ == "__main__":
+    main()
