@@ -16,12 +16,14 @@ clips. A 3D CNN solves it in ~100 steps. Models (`--model`):
   path without the multiscale trunk.
 - `cube_mvit`: the same, with six of torchvision's MViTv2 blocks as IFDD configures them (3x3x3 conv pooling of q,
   k and v with LayerNorm, residual pooling, decomposed relative positions, class token) at one width and grid
-  (no stage transitions); `--kv-stride 8` is block 0's kv pooling. `--depth 10` is IFDD's depth; `--transitions 1,3` adds IFDD's first two stage transitions. Pooling attention
-  or the multiscale trunk?
-
-`--kv-stride S` on `ifdd` caps every block's spatial kv pooling stride at S (released: 8-4-4-2-...-1), the one
-trunk change that keeps IFDD's shapes; a diagnostic, not the released model.
+  (no stage transitions). `--kv-stride 8` is block 0's kv pooling at 32², `--depth 10` IFDD's depth,
+  `--transitions 1,3,8` IFDD's stage transitions, `--readout tokens` IFDD's readout (no class token).
+- `ifdd_mean`: IFDD's embedding, trunk and pyramid, with LADM bypassed (the mean of its input tokens goes to
+  IFDD's head; cross-entropy only): the trunk with IFDD's readout of the last stage, without the lifting scheme.
 - `frame_vit`: timm's ViT-Tiny shape (patch 4, dim 192, depth 6, 3 heads) on every frame, logits averaged.
+
+`--kv-stride S` on `ifdd` / `ifdd_mean` caps every block's spatial kv pooling stride at S (released: 8-4-4-2-...-1),
+the one trunk change that keeps IFDD's shapes; `--init` re-draws every Linear. Diagnostics, not the released model.
 
 `train` prints the mean training CE per 100 steps, the last 40 steps' CE and the test accuracy; `probe` fits a
 logistic regression (sklearn) on the random-init features after every block (mean and max over tokens) and prints
@@ -46,7 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 CLASSES = 7
 FRAMES = 16
-MODELS = ("ifdd", "mvit_v2_s", "r3d18", "cube_vit", "cube_mvit", "frame_vit")
+MODELS = ("ifdd", "ifdd_mean", "mvit_v2_s", "r3d18", "cube_vit", "cube_mvit", "frame_vit")
 
 
 def size_toy(n: int, size: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -86,8 +88,10 @@ class CubeViT(nn.Module):
 class CubeMViT(nn.Module):
     """IFDD's cube embedding + torchvision MViTv2 blocks configured as IFDD's, at one width and grid."""
 
-    def __init__(self, size: int, kv_stride: int, dim: int = 96, depth: int = 6, transitions: tuple[int, ...] = ()):
+    def __init__(self, size: int, kv_stride: int, dim: int = 96, depth: int = 6, transitions: tuple[int, ...] = (),
+                 readout: str = "all"):
         super().__init__()
+        self.readout = readout
         from torchvision.models.video.mvit import MSBlockConfig, MultiscaleBlock
 
         from bench.methods._ifdd_layers import PatchEmbed, embed_grid
@@ -117,7 +121,19 @@ class CubeMViT(nn.Module):
         x = torch.cat([self.cls.expand(x.shape[0], -1, -1), x.flatten(2).transpose(1, 2)], 1)
         for block in self.blocks:
             x, thw = block(x, thw)
-        return self.fc(self.norm(x).mean(1))
+        x = self.norm(x)
+        return self.fc((x[:, 1:] if self.readout == "tokens" else x).mean(1))
+
+
+class MeanReadout(nn.Module):
+    """IFDD without LADM: the head reads the mean of the (pyramid-fused, CLS-free) tokens LADM would get."""
+
+    def __init__(self, ifdd: nn.Module):
+        super().__init__()
+        self.ifdd = ifdd
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.ifdd.head(self.ifdd.features(x).mean(1))[0]
 
 
 class FrameViT(nn.Module):
@@ -136,7 +152,7 @@ class FrameViT(nn.Module):
 
 
 def build(name: str, size: int, sets: list[str], kv_stride: int | None = None, depth: int = 6,
-          transitions: tuple[int, ...] = ()):
+          transitions: tuple[int, ...] = (), readout: str = "all"):
     """(model, criterion, spec): registered methods through the real builders; the two ViT controls take the
     default classification criterion and r3d18's optimiser settings (overridden by `sets`)."""
     from bench.api import build_model
@@ -145,18 +161,33 @@ def build(name: str, size: int, sets: list[str], kv_stride: int | None = None, d
     from bench.spec import resolve_spec
 
     registered = name in ("ifdd", "mvit_v2_s", "r3d18")
-    spec = resolve_spec(name if registered else "r3d18", "synthetic", fold=1,
+    spec = resolve_spec(name if registered else "ifdd" if name == "ifdd_mean" else "r3d18", "synthetic", fold=1,
                         sets=[f"data.size={size}", f"data.frames={FRAMES}", *sets])
-    if name == "ifdd" and kv_stride:
+    if name in ("ifdd", "ifdd_mean") and kv_stride:
         import bench.methods._ifdd_layers as layers
 
         layers.XS_STRIDE_KV = tuple((t, min(h, kv_stride), min(w, kv_stride)) for t, h, w in layers.XS_STRIDE_KV)
     if registered:
         info = METHODS.get(name)
         return build_model(info, CLASSES, FRAMES, size, **spec.model.kwargs), criterion_for(info, spec), spec
-    controls = {"cube_vit": lambda: CubeViT(depth=depth), "cube_mvit": lambda: CubeMViT(size, kv_stride or 1, depth=depth, transitions=transitions), "frame_vit": lambda: FrameViT(size)}
+    controls = {"cube_vit": lambda: CubeViT(depth=depth), "frame_vit": lambda: FrameViT(size),
+                "cube_mvit": lambda: CubeMViT(size, kv_stride or 1, depth=depth, transitions=transitions, readout=readout),
+                "ifdd_mean": lambda: MeanReadout(build_model("ifdd", CLASSES, FRAMES, size, **spec.model.kwargs))}
     model = controls[name]()
     return model, classification_criterion(spec), spec
+
+
+def reinit_linears(model: nn.Module, kind: str) -> None:
+    """`--init`: re-draw every Linear of the model. `torch`: PyTorch's default (kaiming-uniform, a=sqrt(5));
+    `trunc02`: trunc-normal std 0.02 and zero bias (MViTv2's, timm's and IFDD's released init)."""
+    for m in model.modules():
+        if isinstance(m, nn.Linear):
+            if kind == "torch":
+                m.reset_parameters()
+            else:
+                nn.init.trunc_normal_(m.weight, std=0.02)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
 
 
 def normaliser(spec):
@@ -173,7 +204,10 @@ def train(args) -> dict:
     torch.manual_seed(args.seed)
     gen = torch.Generator().manual_seed(args.seed)
     sets = [f"optim.lr={args.lr}", *([f"optim.weight_decay={args.wd}"] if args.wd is not None else []), *args.sets]
-    model, criterion, spec = build(args.model, args.size, sets, args.kv_stride, args.depth, args.transitions)
+    model, criterion, spec = build(args.model, args.size, sets, args.kv_stride, args.depth, args.transitions,
+                                   args.readout)
+    if args.init:
+        reinit_linears(model, args.init)
     norm = normaliser(spec)
     optimizer = build_optimizer(model, spec.optim)
     x_test, y_test = size_toy(140, args.size, gen)
@@ -198,7 +232,7 @@ def train(args) -> dict:
     with torch.no_grad():
         pred = torch.cat([model(norm(x_test[i:i + 35])).argmax(1) for i in range(0, len(x_test), 35)])
     return {"experiment": "train", "model": args.model, "size": args.size, "steps": args.steps, "lr": args.lr,
-            "wd": spec.optim.weight_decay, "warmup": args.warmup, "kv_stride": args.kv_stride, "depth": args.depth, "transitions": list(args.transitions), "label_smoothing": smooth, "sets": args.sets, "seed": args.seed, "ce_per_100": per_100,
+            "wd": spec.optim.weight_decay, "warmup": args.warmup, "kv_stride": args.kv_stride, "depth": args.depth, "transitions": list(args.transitions), "init": args.init, "readout": args.readout, "label_smoothing": smooth, "sets": args.sets, "seed": args.seed, "ce_per_100": per_100,
             "ce_first40": round(float(np.mean(ces[:40])), 3), "ce_last40": round(float(np.mean(ces[-40:])), 3),
             "test_acc": round(100 * float((pred == y_test).float().mean()), 1),
             "wall_min": round((time.time() - t0) / 60, 1), "threads": torch.get_num_threads()}
@@ -206,10 +240,12 @@ def train(args) -> dict:
 
 def probe_points(model: nn.Module, name: str) -> dict[str, nn.Module]:
     """Modules whose output (tokens, or the embedding map) is probed, in depth order."""
-    if name == "ifdd":
+    if name in ("ifdd", "ifdd_mean"):
+        model = getattr(model, "ifdd", model)
         points = {"embed": model.embed}
         points.update({f"block{i}": b for i, b in enumerate(model.backbone.blocks)})
-        points["x_d (LADM out)"] = model.ladm.token_compress
+        if name == "ifdd":
+            points["x_d (LADM out)"] = model.ladm.token_compress
         return points
     if name == "mvit_v2_s":
         return {f"block{i}": b for i, b in enumerate(model.blocks)}
@@ -226,7 +262,7 @@ def probe(args) -> dict:
 
     torch.manual_seed(args.seed)
     gen = torch.Generator().manual_seed(args.seed + 1)
-    model, _, spec = build(args.model, args.size, [], args.kv_stride, args.depth, args.transitions)
+    model, _, spec = build(args.model, args.size, [], args.kv_stride, args.depth, args.transitions, args.readout)
     model.eval()
     norm = normaliser(spec)
     points = probe_points(model, args.model)
@@ -279,11 +315,15 @@ def main() -> None:
         p.add_argument("--depth", type=int, default=6, help="cube_mvit/cube_vit: number of blocks")
         p.add_argument("--transitions", type=lambda v: tuple(int(i) for i in v.split(",") if i), default=(),
                        help="cube_mvit: blocks that pool q 2x and double the width (MViTv2-S/IFDD: 1,3 then 8)")
+        p.add_argument("--readout", choices=("all", "tokens"), default="all",
+                       help="cube_mvit: mean over all tokens, or over the patch tokens only (IFDD's: no class token)")
         p.add_argument("--out", type=Path, default=Path("results/diagnostics/ifdd_toy"))
     t = sub.choices["train"]
     t.add_argument("--steps", type=int, default=300)
     t.add_argument("--lr", type=float, default=1e-4)
     t.add_argument("--wd", type=float, default=None, help="weight decay (default: the spec's)")
+    t.add_argument("--init", choices=("torch", "trunc02"), default=None,
+                   help="re-draw every Linear: PyTorch's default or trunc-normal 0.02 (default: as the model builds)")
     t.add_argument("--set", dest="sets", action="append", default=[], help="a spec override, e.g. "
                    "model.kwargs.drop_path=0.0 (registered methods)")
     t.add_argument("--warmup", type=int, default=20, help="linear warm-up steps, then constant lr")

@@ -288,14 +288,15 @@ _PROTOCOLS: dict[str, dict] = {
     },
 }
 
-# On a CUDA device `bench run -m ifdd -d synthetic` takes this budget instead of the CPU one (Recipe.on_cuda), from
-# benchmarks/ifdd_synthetic.py's findings on 2 CPU cores (methods/IFDD.md): IFDD's limit there is optimiser steps
-# for a transformer trunk trained from scratch, and at 32x32 its stage-3 grid is 1x1. So: 64x64 (a 2x2 stage-3
-# grid; the clips are rendered at 64), 4x the clips (1,680 training clips of fold 1), 30 epochs of batch 16 (3,150
-# steps, 15x the CPU recipe's), everything else as the CPU recipe. Not yet measured on a device: it is the first
-# item of benchmarks/gpu_check.sh, which compares it with the static control on the same data.
+# On a CUDA device `bench run -m ifdd -d synthetic` takes this budget instead of the CPU one (Recipe.on_cuda). From
+# benchmarks/ifdd_toy.py (methods/IFDD.md): MViTv2-S's pooling strides are sized for 224² (kv pooled to 7x7 in
+# every stage); at 32² every kv grid is 1x1 and the trunk does not leave chance, while the same blocks on a
+# non-degenerate grid learn within 300 steps. So: 112² (28² tokens, every kv grid 4x4; rendered at 112), 4x the
+# clips (1,680 training clips of fold 1), 30 epochs of batch 16 (3,150 steps, 15x the CPU recipe's), everything
+# else as the CPU recipe. Not yet measured on a device: it is the first item of benchmarks/gpu_check.sh, which
+# compares it with the static control on the same data.
 _ON_CUDA: dict[str, dict] = {
-    "synthetic": {"data": {"size": 64, "workers": 8, "options": {"clips_per_class": 360}},
+    "synthetic": {"data": {"size": 112, "workers": 8, "options": {"clips_per_class": 360, "resolution": 112}},
                   "train": {"epochs": 30, "batch_size": 16, "eval_every": 2}},
 }
 

@@ -20,13 +20,14 @@ pytestmark = pytest.mark.gpu
 
 
 def test_ifdd_learns_on_synthetic_under_its_cuda_recipe(tmp_path):
-    """`bench run -m ifdd -d synthetic` on CUDA takes the recipe's on_cuda layer (64x64, 4x the clips, 30 epochs)
+    """`bench run -m ifdd -d synthetic` on CUDA takes the recipe's on_cuda layer (112x112, 4x the clips, 30 epochs)
     and must leave chance and beat the static control trained on the same clips (issue: IFDD on synthetic)."""
     ifdd = resolve_spec("ifdd", "synthetic", sets=["train.device=cuda"])
-    clips = ifdd.data.options["clips_per_class"]
+    clips, res = ifdd.data.options["clips_per_class"], ifdd.data.options["resolution"]
     env = {"DFER_DATA_HOME": str(tmp_path / "data")}
     uar = {}
-    for method, extra in [("ifdd", []), ("static_r18", ["--set", f"data.options.clips_per_class={clips}"])]:
+    same_clips = ["--set", f"data.options.clips_per_class={clips}", "--set", f"data.options.resolution={res}"]
+    for method, extra in [("ifdd", []), ("static_r18", same_clips)]:
         bench_cli(["run", "-m", method, "-d", "synthetic", "--fold", "1", "--device", "cuda", "--no-progress",
                    "--no-latency", *extra], tmp_path, env, timeout=1800, check=True)
         (result,) = (tmp_path / "results" / "runs").rglob(f"{method}-*/result.json")
