@@ -17,7 +17,8 @@ clips. A 3D CNN solves it in ~100 steps. Models (`--model`):
 - `cube_mvit`: the same, with six of torchvision's MViTv2 blocks as IFDD configures them (3x3x3 conv pooling of q,
   k and v with LayerNorm, residual pooling, decomposed relative positions, class token) at one width and grid
   (no stage transitions). `--kv-stride 8` is block 0's kv pooling at 32², `--depth 10` IFDD's depth,
-  `--transitions 1,3,8` IFDD's stage transitions, `--readout tokens` IFDD's readout (no class token), `--ifdd-heads` its heads per block.
+  `--transitions 1,3,8` IFDD's stage transitions, `--readout tokens` IFDD's readout (no class token),
+  `--ifdd-heads` its heads per block.
 - `ifdd_mean`: IFDD's embedding, trunk and pyramid, with LADM bypassed (the mean of its input tokens goes to
   IFDD's head; cross-entropy only): the trunk with IFDD's readout of the last stage, without the lifting scheme.
 - `frame_vit`: timm's ViT-Tiny shape (patch 4, dim 192, depth 6, 3 heads) on every frame, logits averaged.
@@ -105,7 +106,8 @@ class CubeMViT(nn.Module):
         for i in range(depth):
             # An MViTv2 stage transition: q pooled 2x in space (and the skip with it), width and heads doubled.
             step = i in transitions
-            cnf = MSBlockConfig(num_heads=heads_per_block[i] if heads_per_block else heads, input_channels=dim, output_channels=dim * 2 if step else dim,
+            cnf = MSBlockConfig(num_heads=heads_per_block[i] if heads_per_block else heads, input_channels=dim,
+                                output_channels=dim * 2 if step else dim,
                                 kernel_q=[3, 3, 3], kernel_kv=[3, 3, 3], stride_q=[1, 2, 2] if step else [1, 1, 1],
                                 stride_kv=[1, kv_stride, kv_stride])
             self.blocks.append(MultiscaleBlock(list(grid), cnf, residual_pool=True, residual_with_cls_embed=False,
@@ -151,23 +153,22 @@ class FrameViT(nn.Module):
         return self.vit(x.transpose(1, 2).reshape(b * t, c, h, w)).view(b, t, -1).mean(1)
 
 
-def build(name: str, size: int, sets: list[str], kv_stride: int | None = None, depth: int = 6,
-          transitions: tuple[int, ...] = (), readout: str = "all", ifdd_heads: bool = False,
-          late_heads: bool = False):
+def build(name: str, size: int, sets: list[str], opts: argparse.Namespace):
     """(model, criterion, spec): registered methods through the real builders; the two ViT controls take the
-    default classification criterion and r3d18's optimiser settings (overridden by `sets`)."""
+    default classification criterion and r3d18's optimiser settings (overridden by `sets`). `opts` carries the
+    command's model switches (kv stride, depth, transitions, readout, heads)."""
+    import bench.methods._ifdd_layers as layers
     from bench.api import build_model
     from bench.losses import classification_criterion, criterion_for
-    from bench.methods._ifdd_layers import XS_HEADS
     from bench.registry import METHODS
     from bench.spec import resolve_spec
 
+    kv_stride, depth = opts.kv_stride, opts.depth
     registered = name in ("ifdd", "mvit_v2_s", "r3d18")
     spec = resolve_spec(name if registered else "ifdd" if name == "ifdd_mean" else "r3d18", "synthetic", fold=1,
                         sets=[f"data.size={size}", f"data.frames={FRAMES}", *sets])
-    import bench.methods._ifdd_layers as layers
-
-    if name in ("ifdd", "ifdd_mean") and late_heads:  # heads double one block after each transition
+    # IFDD's trunk is built from these module constants: the two diagnostics re-set them before the build.
+    if name in ("ifdd", "ifdd_mean") and opts.late_heads:  # heads double one block after each transition
         layers.XS_HEADS = tuple(layers.XS_HEADS[max(i - 1, 0)] if i in (1, 3, 8) else h
                                 for i, h in enumerate(layers.XS_HEADS))
     if name in ("ifdd", "ifdd_mean") and kv_stride:
@@ -176,8 +177,9 @@ def build(name: str, size: int, sets: list[str], kv_stride: int | None = None, d
         info = METHODS.get(name)
         return build_model(info, CLASSES, FRAMES, size, **spec.model.kwargs), criterion_for(info, spec), spec
     controls = {"cube_vit": lambda: CubeViT(depth=depth), "frame_vit": lambda: FrameViT(size),
-                "cube_mvit": lambda: CubeMViT(size, kv_stride or 1, depth=depth, transitions=transitions, readout=readout,
-                                                heads_per_block=XS_HEADS if ifdd_heads else None),
+                "cube_mvit": lambda: CubeMViT(size, kv_stride or 1, depth=depth, transitions=opts.transitions,
+                                              readout=opts.readout,
+                                              heads_per_block=layers.XS_HEADS if opts.ifdd_heads else None),
                 "ifdd_mean": lambda: MeanReadout(build_model("ifdd", CLASSES, FRAMES, size, **spec.model.kwargs))}
     model = controls[name]()
     return model, classification_criterion(spec), spec
@@ -210,8 +212,7 @@ def train(args) -> dict:
     torch.manual_seed(args.seed)
     gen = torch.Generator().manual_seed(args.seed)
     sets = [f"optim.lr={args.lr}", *([f"optim.weight_decay={args.wd}"] if args.wd is not None else []), *args.sets]
-    model, criterion, spec = build(args.model, args.size, sets, args.kv_stride, args.depth, args.transitions,
-                                   args.readout, args.ifdd_heads, args.late_heads)
+    model, criterion, spec = build(args.model, args.size, sets, args)
     if args.init:
         reinit_linears(model, args.init)
     norm = normaliser(spec)
@@ -238,7 +239,10 @@ def train(args) -> dict:
     with torch.no_grad():
         pred = torch.cat([model(norm(x_test[i:i + 35])).argmax(1) for i in range(0, len(x_test), 35)])
     return {"experiment": "train", "model": args.model, "size": args.size, "steps": args.steps, "lr": args.lr,
-            "wd": spec.optim.weight_decay, "warmup": args.warmup, "kv_stride": args.kv_stride, "depth": args.depth, "transitions": list(args.transitions), "init": args.init, "readout": args.readout, "ifdd_heads": args.ifdd_heads, "late_heads": args.late_heads, "label_smoothing": smooth, "sets": args.sets, "seed": args.seed, "ce_per_100": per_100,
+            "wd": spec.optim.weight_decay, "warmup": args.warmup, "kv_stride": args.kv_stride, "depth": args.depth,
+            "transitions": list(args.transitions), "init": args.init, "readout": args.readout,
+            "ifdd_heads": args.ifdd_heads, "late_heads": args.late_heads, "label_smoothing": smooth,
+            "sets": args.sets, "seed": args.seed, "ce_per_100": per_100,
             "ce_first40": round(float(np.mean(ces[:40])), 3), "ce_last40": round(float(np.mean(ces[-40:])), 3),
             "test_acc": round(100 * float((pred == y_test).float().mean()), 1),
             "wall_min": round((time.time() - t0) / 60, 1), "threads": torch.get_num_threads()}
@@ -259,7 +263,8 @@ def probe_points(model: nn.Module, name: str) -> dict[str, nn.Module]:
         return {"embed": model.embed, **{f"block{i}": b for i, b in enumerate(model.blocks)}}
     if name == "frame_vit":
         return {f"block{i}": b for i, b in enumerate(model.vit.blocks)}
-    raise SystemExit(f"probe: no probe points for --model {name}; use one of ifdd, mvit_v2_s, cube_vit, cube_mvit, frame_vit")
+    raise SystemExit(f"probe: no probe points for --model {name}; use one of ifdd, ifdd_mean, mvit_v2_s, cube_vit, "
+                     "cube_mvit, frame_vit")
 
 
 def probe(args) -> dict:
@@ -268,8 +273,7 @@ def probe(args) -> dict:
 
     torch.manual_seed(args.seed)
     gen = torch.Generator().manual_seed(args.seed + 1)
-    model, _, spec = build(args.model, args.size, [], args.kv_stride, args.depth, args.transitions, args.readout,
-                           args.ifdd_heads, args.late_heads)
+    model, _, spec = build(args.model, args.size, [], args)
     model.eval()
     norm = normaliser(spec)
     points = probe_points(model, args.model)
