@@ -26,10 +26,14 @@ from bench.errors import BenchError, UnknownNameError
 class DataCfg:
     frames: int = 16  # frames fed to the model per clip
     size: int = 112  # square input resolution
-    sampler: str = "segment"  # segment (S segments x D consecutive) | dense (T frames at stride s)
+    # segment (S segments x D consecutive) | dense (T frames at stride s) | tsn (Former-DFER's loader, exactly) |
+    # dfew (the DFEW code's: T random distinct indices, sorted, for training; linspace for testing); see
+    # bench/data/sampling.py
+    sampler: str = "segment"
     segment_len: int = 1  # D, frames per segment (segments = frames / D)
     stride: int = 1  # dense sampler: gap between sampled frames
-    pad: str = "edge"  # short clips: edge (repeat last index) | repeat_first | repeat_last (IFDD)
+    # short clips: edge (repeat last index) | repeat_first | repeat_last (IFDD) | zero (tsn: every segment at frame 0)
+    pad: str = "edge"
     test_views: int = 1  # temporal views per test video (ignored for test_temporal=all)
     test_temporal: str = "uniform"  # uniform | all (every non-overlapping window) | random
     test_crops: int = 1  # spatial crops per temporal view: 1 (centre) or 3 (left/centre/right)
@@ -451,8 +455,8 @@ def validate_spec(spec: RunSpec) -> None:
 
     info = METHODS.get(spec.method)
     choices = {
-        ("data", "sampler"): ("segment", "dense"),
-        ("data", "pad"): ("edge", "repeat_first", "repeat_last"),
+        ("data", "sampler"): ("segment", "dense", "tsn", "dfew"),
+        ("data", "pad"): ("edge", "repeat_first", "repeat_last", "zero"),
         ("data", "test_temporal"): ("uniform", "all", "random"),
         ("data", "aggregate"): ("mean_logits", "mean_softmax"),
         ("data", "interpolation"): ("bilinear", "bicubic"),
@@ -482,7 +486,7 @@ def validate_spec(spec: RunSpec) -> None:
         rand_augment_op(spec.data.randaugment, spec.data.size, spec.data.interpolation)  # a bad string fails here
     if spec.data.test_crops not in (1, 3):
         raise BenchError("data.test_crops must be 1 (centre) or 3 (left/centre/right)")
-    if spec.data.sampler == "segment" and spec.data.frames % spec.data.segment_len:
+    if spec.data.sampler in ("segment", "tsn") and spec.data.frames % spec.data.segment_len:
         raise BenchError(f"data.frames={spec.data.frames} is not a multiple of data.segment_len={spec.data.segment_len}")
     from bench.optim import SCHEDULES
 

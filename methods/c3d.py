@@ -22,13 +22,12 @@ adds 5,504 params and ~0.04 G); without BN 78.02 M / 38.55 G. The tables' "78 M"
 101 classes 78.41 M, 487 classes (Sports-1M) 79.99 M. (The 72.9 M / 38.5 G quoted by Res3D papers use another
 head.) DFER tables give no GFLOPs for C3D.
 
-Recipe: the DFEW code's trainer (protocol `dfew_code`, defined in methods/mc3_18.py): Adam 1e-3, no weight decay,
+Recipe: the DFEW code's trainer (protocol `dfew_code`, methods/_baseline_recipes.py): Adam 1e-3, no weight decay,
 constant lr, no augmentation, [0, 1] inputs, best epoch on test; c3d.yaml: batch 32 (per DDP process; the number of
 processes for c3d is not given), 112²; no launch line for c3d exists, so the epochs are main.py's DDP default 500.
-Protocol `bench3d` = the harness's shared 3D-CNN recipe (DFEW_3DCNN_RECIPE of r3d18.py); see mc3_18.py for how it
-differs from the DFEW code.
-Differences from the DFEW code: frame sampling and short-clip padding (see mc3_18.py); `h.view(-1, 8192)` becomes
-`flatten(1)` with a derived width (the same at 16x112²); `dfew_init=True` re-initialises fc6/fc7/fc8 weights with
+Protocol `bench3d` = the harness's own shared 3D-CNN recipe (methods/_baseline_recipes.py), not the DFEW code's.
+Differences from the DFEW code (the frame indices are its rule exactly, the `dfew` sampler; the rest as in
+mc3_18.py): `h.view(-1, 8192)` becomes `flatten(1)` with a derived width (the same at 16x112²); `dfew_init=True` re-initialises fc6/fc7/fc8 weights with
 kaiming_normal(fan_in, relu) as the DFEW code does for nn.Linear (Conv3d/BN3d keep PyTorch's init); mmaction2 inits
 (kaiming convs, normal std 0.005 fc) are not used. The DFEW repo released no C3D weights.
 In training mode the model returns {"logits", "features"} (features = the fc7 activation before its dropout, the
@@ -49,7 +48,7 @@ import torch
 from torch import nn
 
 from bench.api import InputSpec, Paper, WeightsSource, register_method, register_variant
-from bench.methods.mc3_18 import dfew_code_recipe, dfew_linear_init
+from bench.methods._baseline_recipes import bench3d_at, dfew_code, dfew_linear_init, with_protocols
 
 PAPER = Paper(authors="Tran, Bourdev, Fergus, Torresani & Paluri",
               title="Learning Spatiotemporal Features with 3D Convolutional Networks", venue="ICCV", year=2015,
@@ -133,12 +132,12 @@ WEIGHTS = {
 # selection. The rest is the DFEW-code recipe.
 SYNTHETIC = {"data": {"frames": 16, "size": 32}, "train": {"epochs": 6, "batch_size": 16, "selection": "last"}}
 
-RECIPE = dfew_code_recipe(epochs=500, batch_size=32, synthetic=SYNTHETIC)
+RECIPE = with_protocols("dfew_code", dfew_code=dfew_code("c3d", SYNTHETIC), bench3d=bench3d_at(SYNTHETIC))
 
 
 @register_method("c3d", family="3D CNN", input=InputSpec(16, 112), paper=PAPER, recipe=RECIPE, weights=WEIGHTS,
                  literature=("C3D",),
-                 test_views_note="DFEW code: 16 uniformly drawn frames (train) / linspace (test), 1 view, epoch "
+                 test_views_note="dfew_code: 16 random sorted frames (train) / linspace (test), 1 view, epoch "
                                  "picked on test")
 def c3d(num_classes: int, frames: int, size: int, bn: bool = True, dropout: float = 0.5,
         dfew_init: bool = True) -> nn.Module:

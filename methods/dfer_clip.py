@@ -38,14 +38,39 @@ Differences from the official code:
 * CLIP's unused `logit_scale` is dropped (1 parameter); the duplicate registration of the whole CLIP
   (`clip_model_.*`, aliases of the same tensors) is not reproduced: the `finetuned` converter drops those keys
   except `clip_model_.token_embedding.weight` (the only tensor stored there alone).
-* Data (core options): FERV39k's rotation jitter (U[-4, 4] degrees) has no spec key and is not applied; the
-  random-sized crop draws the aspect ratio log-uniformly in [3/4, 4/3] (torchvision) instead of uniformly with a
-  random w/h swap; clips shorter than 16 frames are stretched evenly (the core's segment sampler) instead of
-  edge-padded; the colour jitter (DFEW brightness 0.5) is drawn per clip, as official.
+* Frame sampling (no difference): the official rule (`dataloader/video_dataloader.py` @ d10d5a4, `num_segments=16,
+  duration=1`; n = the frame count of the annotation list) is the harness's `tsn` sampler with `pad=edge`, index
+  for index (tests/test_sampling.py): training, n >= 16: frame_k = k*(n//16) + U{0..n//16-1} (the last n % 16
+  frames are never sampled); n < 16: 0..n-1 then n-1 repeated; test, n >= 17: int(tick/2 + tick*k), tick = n/16,
+  n <= 16 the same edge padding. The draws come from the run's seeded generator (official: numpy's global one).
+  The official list indexes a clip's files in string order (`glob` + `sort()`), the harness by frame number (the
+  same when names are zero-padded). The official DFEW lists point at full-length face frames
+  (`DFEW_Frame_Face/00001 144 1`), so the DFEW entry reads the full-length variant (`clip_224x224`).
+* Test resize: official `GroupResize(224)` squashes every frame to 224x224 (PIL bilinear); here (test_crops 1)
+  the short side is resized to 224 (bilinear, antialiased) and the centre 224x224 is cropped. On square frames
+  the two are the same operation, and on 224x224 frames neither resamples (both return the frame unchanged):
+  DFEW `clip_224x224` / `clip_224x224_16f` are 224x224 face crops; FERV39k face crops are reported as 224x224
+  (datasets.md §2.1, not verified); MAFW's frame size is not verified (the official lists read a `data/faces/`
+  folder of unknown origin): on non-square frames the centre crop drops the ends of the long side where the
+  official squash distorts the aspect ratio.
+* Training crop: official `GroupRandomSizedCrop(224)`: area U(0.08, 1), aspect ratio uniform in [3/4, 4/3] and
+  then width/height swapped with probability 1/2, 10 tries, fallback `GroupScale(224)` + random 224 crop; here
+  torchvision's rule: aspect ratio log-uniform in [3/4, 4/3] (already symmetric under a swap, so none is drawn),
+  fallback the whole frame (for a frame whose own aspect ratio is in range) resized. Both fallbacks give the
+  whole frame on square frames.
+* FERV39k's rotation jitter (U[-4, 4] degrees) has no spec key and is not applied; the colour jitter (DFEW
+  brightness 0.5) is drawn per clip, as official.
 * The text features are recomputed in every forward, as official (no caching).
-* The released checkpoints ({'epoch', 'state_dict', 'best_acc', 'optimizer', 'recorder'}) pickle a RecorderMeter,
-  which the core's `torch.load(weights_only=True)` refuses: re-save `torch.load(f, weights_only=False)
-  ['state_dict']` (trusted file) with torch.save, then `--source finetuned`.
+
+Released checkpoints (official `save_checkpoint`: {'epoch', 'state_dict', 'best_acc', 'optimizer', 'recorder'},
+'module.'-prefixed keys; the downloaded files are not inspected here) load as released, nothing to re-save:
+`--init finetuned:FILE` / `bench eval --source finetuned`. The core reads every file with
+torch.load(weights_only=True) (bench/weights.py `_load_weights_only`): argparse.Namespace is allow-listed, and
+any other class the unpickler refuses - here `__main__.RecorderMeter` and the numpy arrays it holds
+(`numpy.core.multiarray._reconstruct` or `numpy._core...`, `numpy.ndarray`, `numpy.dtype`) - is rebuilt as an
+inert record (no code of it runs) and named in the load report's notes['opaque_objects'];
+tests/test_core_options.py covers a foreign RecorderMeter (holding a list) next to an argparse.Namespace;
+the numpy arrays of the official RecorderMeter are handled by the same rule (not in a test).
 """
 
 from __future__ import annotations
@@ -275,7 +300,7 @@ def convert_finetuned(sd: dict[str, torch.Tensor], model: nn.Module, notes: dict
 
 RECIPE = Recipe(
     defaults={
-        "data": {"sampler": "segment", "segment_len": 1, "rrc_scale": [0.08, 1.0], "rrc_ratio": [3 / 4, 4 / 3],
+        "data": {"sampler": "tsn", "segment_len": 1, "pad": "edge", "rrc_scale": [0.08, 1.0], "rrc_ratio": [3 / 4, 4 / 3],
                  "flip": True, "color_jitter": [0.0, 0.0, 0.0, 0.0], "mean": None, "std": None, "test_views": 1,
                  "test_crops": 1},
         "optim": {"name": "sgd", "lr": 1e-2, "momentum": 0.9, "nesterov": False, "weight_decay": 1e-4,
@@ -285,7 +310,8 @@ RECIPE = Recipe(
                   "selection_metric": "war"},
     },
     datasets={
-        "dfew": {"data": {"color_jitter": [0.5, 0.0, 0.0, 0.0]}},  # brightness U[0.5, 1.5]
+        # brightness U[0.5, 1.5]; the official lists read the full-length frames
+        "dfew": {"data": {"color_jitter": [0.5, 0.0, 0.0, 0.0], "options": {"variant": "clip_224x224"}}},
         "ferv39k": {},  # official: rotation U[-4, 4] deg before the crop (no spec key: not applied)
         "mafw": {},
         # CPU-sized deviation (~7 min on 2 cores, ~9.5 CPU-s per step): 8 frames at 32² (one 32px patch per
@@ -310,8 +336,8 @@ WEIGHTS = {
         "OpenAI CLIP ViT-B-32.pt (TorchScript) or an open_clip ViT-B-32 state_dict (same names): image and text "
         "towers; contexts and temporal net start at their init", "ViT-B-32.pt", convert_openai_clip),
     "finetuned": WeightsSource(
-        "a DFER-CLIP checkpoint's state_dict (official names, 'module.' prefix; re-save {'state_dict'} of the "
-        "released .pth with torch.save: the file pickles a RecorderMeter)", "DFEW-...-model_best.pth",
+        "a released DFER-CLIP checkpoint as downloaded ({'state_dict': ...} with official names, 'module.' prefix; "
+        "its pickled RecorderMeter is read as an inert record) or a bare state_dict", "DFEW-...-model_best.pth",
         convert_finetuned),
 }
 

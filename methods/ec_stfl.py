@@ -32,11 +32,16 @@ metric WAR). The official log: DFEW fold 1 WAR 64.08 with EC-STFL vs 62.02 with 
 (DFEW); FERV39k / MAFW use the same.
 Differences from the official code: GroupRandomSizedCrop is the harness's RandomResizedCrop with the same area and
 aspect ranges (aspect 3/4-4/3 assumed, the TSN default) on the whole clip; the test transform is resize (short side)
-+ centre crop, identical for square face crops; short clips are stretched evenly by the segment sampler; the labels
-of the loss are the argmax of the soft targets (identical without label smoothing / mixup, which the recipe has not).
++ centre crop, identical for square face crops; the labels of the loss are the argmax of the soft targets
+(identical without label smoothing / mixup, which the recipe has not).
+Temporal sampling, no difference: the official loader (dataloader/Videos_Dataset.py @ eaf8a60, Former-DFER's rule,
+no clip dropped) is the harness's `tsn` sampler with `pad=zero`, index for index (tests/test_sampling.py): training
+o_k = k*a + U{0..a-1}, a = (n-1)//8 (the last (n-1) mod 8 start positions are never drawn; n = 9..16 trains on the
+fixed 0,1,1,2,...,7,8), test o_k = int(t/2 + k*t), t = (n-1)/8, for n > 9; shorter clips read frames 0,1 eight
+times; segment k reads o_k and min(o_k + 1, n - 1). The draws come from the run's seeded generator.
 Weights: `official` = the released r3d_ECSTFL_dfew.pth / r3d_dfew.pth (not downloaded here; the code looks for the
-typo name r3d_ECSTL_dfew.pth), names already match. Should `torch.load(weights_only=True)` refuse the file because of
-its 'recorder' entry (its type is not known here), re-save `torch.load(f)['state_dict']` as a plain state_dict.
+typo name r3d_ECSTL_dfew.pth), names already match; its pickled 'recorder' is read as an inert record by the core
+(bench/weights.py), so the file loads as released.
 """
 
 from __future__ import annotations
@@ -104,7 +109,7 @@ WEIGHTS = {
 
 RECIPE = Recipe(
     defaults={
-        "data": {"frames": 16, "size": 112, "sampler": "segment", "segment_len": 2, "flip": True,
+        "data": {"frames": 16, "size": 112, "sampler": "tsn", "segment_len": 2, "pad": "zero", "flip": True,
                  "rrc_scale": [0.08, 1.0], "rrc_ratio": [3 / 4, 4 / 3], "color_jitter": [0.0, 0.0, 0.0, 0.0],
                  "mean": None, "std": None, "test_views": 1, "test_crops": 1},
         # torch.optim.SGD(model.parameters(), 0.01, momentum=0.9, weight_decay=1e-4): decay on every parameter

@@ -62,7 +62,10 @@ Choices the paper leaves open (switch = default):
   parsing / landmark images get the same preprocessing.
 * recipe (NOT STATED in the paper): AIM's AdamW lr 3e-4, wd 0.05, cosine with 3 warm-up epochs, 30 epochs,
   batch 32; 16 frames (16 segments x 1, DFER-CLIP's sampling) at 224²; no random crop / flip (streams would
-  not follow them); one test view; last epoch.
+  not follow them); one test view; last epoch. The sampling is DFER-CLIP's loader index for index (the harness's
+  `tsn` sampler with `pad=edge`; zengqunzhao/DFER-CLIP dataloader/video_dataloader.py @ d10d5a4, n frames):
+  training frame k*(n//16) + U{0..n//16-1} (the last n mod 16 frames never drawn), test int(t/2 + k*t), t = n/16;
+  a clip of n < 16 frames is edge-padded (0..n-1, then n-1 repeated).
 
 Sizes (B/16, 7 classes, measured here): 169.78 M params (CLIP 149.62 M without logit_scale + 20.16 M tunable);
 310.26 GMACs for the frames-only forward at 16x224² (fvcore with attention counted; FlopCounterMode within
@@ -308,7 +311,7 @@ def convert_openai_clip(sd: dict[str, torch.Tensor], model: nn.Module, notes: di
 
 RECIPE = Recipe(
     defaults={
-        "data": {"sampler": "segment", "segment_len": 1, "rrc_scale": [1.0, 1.0], "flip": False, "mean": None,
+        "data": {"sampler": "tsn", "segment_len": 1, "pad": "edge", "rrc_scale": [1.0, 1.0], "flip": False, "mean": None,
                  "std": None, "test_views": 1, "test_crops": 1},
         "optim": {"name": "adamw", "lr": 3e-4, "weight_decay": 0.05, "schedule": "cosine", "warmup_epochs": 3.0},
         "train": {"epochs": 30, "batch_size": 32, "selection": "last"},

@@ -25,26 +25,42 @@ T-Former depth 4/6) gives 9.11 G at 18 M; the repo has no FLOPs code. We report 
 Recipe (main_DFEW.py / main_FERV39K.py, identical): SGD lr 0.01, momentum 0.9, wd 1e-4 on EVERY parameter
 (BN/LN/position tables included: `decay_norm_bias`), StepLR(40, x0.1) stepped per epoch, 100 epochs, batch 32
 (drop_last), plain CE, no warm-up/AMP/clipping/EMA/mixup/label smoothing. Train aug: Inception random-sized crop
-(area 0.08-1, aspect 3/4-4/3) to 112 + horizontal flip; test: one clip, resize to 112. Selection: the official
+(area 0.08-1, aspect 3/4-4/3) to 112 + horizontal flip; test: one clip, squashed to 112x112. Selection: the official
 code evaluates the test split every epoch and reports the best test WAR (the paper's DFEW WAR 65.70 is exactly
 the mean of the five per-fold best-epoch test accuracies), so `selection=best_on_test`, metric WAR (flagged in
 the tables). MAFW has no official code (its numbers come from the MAFW paper): the DFEW recipe is used.
 
 Weights: the released DFEW fold models (Google Drive, not inspected) are presumably the training checkpoints
 {'epoch', 'state_dict' (DataParallel: 'module.' prefix), 'best_acc' (CUDA tensor), 'optimizer', 'recorder'}.
-The core reads files with torch.load(weights_only=True); 'recorder' is a pickled `__main__.RecorderMeter`, which
-the current core replaces by an inert record (bench.weights, listed in the load report's
-notes['opaque_objects']), so the file loads as released (`--init official:FILE`, `bench eval --source
-official`). A core or torch that refuses the class: re-save the state_dict once with plain torch (trusted file):
-    ck = torch.load(path, map_location="cpu", weights_only=False)  # needs a RecorderMeter class in __main__
-    torch.save({"epoch": ck["epoch"], "state_dict": ck["state_dict"]}, "former_dfer_dfew_fd1.pth")
+They load as released, nothing to re-save (`--init official:FILE`, `bench eval --source official`): the core
+reads files with torch.load(weights_only=True) (bench/weights.py `_load_weights_only`, argparse.Namespace
+allow-listed) and rebuilds every other class the unpickler refuses - the pickled `__main__.RecorderMeter` and the
+numpy arrays it holds (`numpy.core.multiarray._reconstruct` or `numpy._core...`, `numpy.ndarray`, `numpy.dtype`)
+- as an inert record (none of its code runs), named in the load report's notes['opaque_objects'].
 The converter maps the official names (tests/data/former_dfer_keys.json) to ours; nothing is dropped.
 
+Frame indices: the official loader (`dataloader/dataset_DFEW.py` and `dataloader/dataset_FERV39K.py` @ 1b5ad6f, the
+same code, VideoDataset(num_segments=8, duration=2); n = the frame count of the annotation list) is the harness's
+`tsn` sampler with `pad=zero`, index for index (bench/data/sampling.py; tests/test_sampling.py checks it against the
+formulas for n = 1..200): training d = (n-1)//8, s_k = k*d + U{0..d-1} (one draw per segment; the last (n-1) % 8
+frames are never sampled; n = 9..16 gives the fixed 0,1,1,2,...,7,8), n <= 8 every s_k = 0 (0,1 eight times);
+test n >= 10 s_k = int(tick/2 + tick*k), tick = (n-1)/8, n <= 9 0,1 eight times; each start s reads s and s+1
+(s+1 only while s < n-1). The draws come from the run's seeded generator (official: numpy's global one). The
+official lists name full-length face frames (`DFEW_Face/00001 144 1`), so the DFEW entry reads the full-length
+variant (`data.options.variant=clip_224x224`) instead of the 16-frame time-interpolated default.
+
 Differences from the official code (harness conventions, not model changes):
+* Crop aspect ratio. Official `GroupRandomSizedCrop` (`dataloader/video_transform.py`): area U(0.08, 1) x frame
+  area, aspect ratio uniform in [3/4, 4/3], w = round(sqrt(area*r)), h = round(sqrt(area/r)), then w and h
+  swapped with probability 1/2; up to 10 tries. Here (bench/data/transforms.py `_rrc_params`, torchvision's
+  rule): aspect ratio log-uniform in [3/4, 4/3], no swap. Fallback after 10 failed tries: official
+  `GroupScale(112)` (short side) + random 112 crop, here the whole frame (its own aspect ratio being in range)
+  resized: the same on square frames.
+* Frame order: the official list indexes a clip's files in string order (`glob` + `sort()`), the harness in
+  frame-number order (the same when names are zero-padded, as in DFEW's full-length release).
 * test resize: the core resizes the short side then centre-crops (the official code squashes to 112x112);
-  identical on the square face crops of DFEW / FERV39k.
-* the random-sized-crop fallback after 10 failed tries is the core's centre crop (official: resize + random
-  crop); the harness pads short clips by repeating frames evenly (official: repeats the last frame).
+  identical on the square face crops of DFEW / FERV39k (224x224; both resample 224 -> 112 bilinear, PIL vs
+  torchvision antialiased).
 * the paper-era DFEW loader dropped clips with < 16 frames (11 train / 3 test clips of fold 1 only); the harness
   keeps every clip of the official split, as the current official loader does.
 * frames / size other than 16 / 112 are allowed (the official code hard-codes them): the S-Former token grid
@@ -175,7 +191,7 @@ WEIGHTS = {"official": WeightsSource(
 # ----------------------------------------------------------------------------------------------------------
 # recipe
 
-_DATA = {"frames": 16, "size": 112, "sampler": "segment", "segment_len": 2, "pad": "edge",
+_DATA = {"frames": 16, "size": 112, "sampler": "tsn", "segment_len": 2, "pad": "zero",
          "rrc_scale": [0.08, 1.0], "rrc_ratio": [3 / 4, 4 / 3], "flip": True, "color_jitter": [0.0, 0.0, 0.0, 0.0],
          "interpolation": "bilinear", "clamp": True, "mean": None, "std": None,
          "test_temporal": "uniform", "test_views": 1, "test_crops": 1}
@@ -191,7 +207,7 @@ RECIPE = Recipe(
                   "selection": "best_on_test", "selection_metric": "war"},
     },
     datasets={
-        "dfew": {},  # main_DFEW.py: the defaults
+        "dfew": {"data": {"options": {"variant": "clip_224x224"}}},  # main_DFEW.py; full-length frames
         "ferv39k": {},  # main_FERV39K.py: identical recipe (its loader never filtered short clips)
         "mafw": {},  # no official MAFW code: the DFEW recipe
         # CPU-sized deviation (~10 min on 2 cores): 4 segments x 2 frames at 48², 8 epochs of 420 clips at batch

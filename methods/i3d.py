@@ -25,13 +25,13 @@ training a batch of one clip needs a final grid above 1x1x1 (e.g. 48 px), else B
 Sizes at 16x224², 7 classes: 12.29 M params / 27.83 GMACs (fvcore), measured from the DFEW/piergiaj code (notes
 /work/notes/cnn3d/NOTES.md §4); 400 classes 12.70 M. The tables' "12 M" matches; they give no GFLOPs.
 
-Recipe: the DFEW code's trainer (protocol `dfew_code`, defined in methods/mc3_18.py): Adam 1e-3, no weight decay,
+Recipe: the DFEW code's trainer (protocol `dfew_code`, methods/_baseline_recipes.py): Adam 1e-3, no weight decay,
 constant lr, no augmentation, [0, 1] inputs, best epoch on test; i3d.yaml: batch 32 (per DDP process), 224²
 (`size_Resize_te: 224`); no launch line for i3d exists, so the epochs are main.py's DDP default 500. The DFEW I3D is
 trained from scratch (nothing loaded; its init touches no I3D layer since there is no nn.Linear/nn.Conv2d), so this
-file applies no re-init. Protocol `bench3d` = the harness's shared 3D-CNN recipe of r3d18.py, at 224² here.
-Differences from the DFEW code: frame sampling and short-clip padding (see mc3_18.py); the derived average pool
-(identical at 16x224²). The DFEW README reports its re-run I3D at WAR 59.24 / UAR 47.61 (released weights: source
+file applies no re-init. Protocol `bench3d` = the harness's own shared 3D-CNN recipe (methods/_baseline_recipes.py),
+at 224² here. Differences from the DFEW code (the frame indices are its rule exactly, the `dfew` sampler; the rest as
+in mc3_18.py): the derived average pool (identical at 16x224²). The DFEW README reports its re-run I3D at WAR 59.24 / UAR 47.61 (released weights: source
 `dfew`).
 In training mode the model returns {"logits", "features"} (features = the 1024-d average pool before the dropout),
 so shared loss terms such as `ec_stfl` can be added.
@@ -57,7 +57,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench.api import InputSpec, Paper, WeightsSource, register_method
-from bench.methods.mc3_18 import dfew_code_recipe
+from bench.methods._baseline_recipes import bench3d_at, dfew_code, with_protocols
 
 PAPER = Paper(authors="Carreira & Zisserman", title="Quo Vadis, Action Recognition? A New Model and the Kinetics "
               "Dataset", venue="CVPR", year=2017, arxiv="1705.07750",
@@ -222,12 +222,12 @@ WEIGHTS = {
 # rest is the DFEW-code recipe (Adam 1e-3 constant, no augmentation).
 SYNTHETIC = {"data": {"frames": 8, "size": 48}, "train": {"epochs": 10, "batch_size": 16, "selection": "last"}}
 
-RECIPE = dfew_code_recipe(epochs=500, batch_size=32, synthetic=SYNTHETIC)
+RECIPE = with_protocols("dfew_code", dfew_code=dfew_code("i3d", SYNTHETIC), bench3d=bench3d_at(SYNTHETIC))
 
 
 @register_method("i3d", family="3D CNN", input=InputSpec(16, 224), paper=PAPER, recipe=RECIPE, weights=WEIGHTS,
                  literature=("I3D-RGB",),
-                 test_views_note="DFEW code: 16 uniformly drawn frames (train) / linspace (test), 1 view, epoch "
+                 test_views_note="dfew_code: 16 random sorted frames (train) / linspace (test), 1 view, epoch "
                                  "picked on test")
 def i3d(num_classes: int, frames: int, size: int, dropout: float = 0.5) -> nn.Module:
     """I3D-RGB: inflated Inception-v1 with TF-'SAME' padding, exact to piergiaj/pytorch-i3d (DFEW baseline)."""

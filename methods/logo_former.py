@@ -52,6 +52,11 @@ batch 32 (drop_last), 8 segments x 2 frames at 112², random-sized crop (0.08-1)
 normalisation, best test WAR over epochs (as the port). Loss: CE + compact (the port's ASL focal loss with 0.1
 smoothing is not the paper's). FERV39k: no loader in the port, same recipe assumed. Sizes at 16x112²: see above;
 no official params / FLOPs counter exists (paper: 10.27 GFLOPs, params not reported).
+Sampling differs from the port's loader (Former/dataloader/dataset_DFEW_MS.py @ 61c0595, Former-DFER's rule; pair
+k = frames o_k and min(o_k + 1, n - 1)): the port drops clips of n < 16 frames from train AND test (the harness
+keeps them, stretched evenly: frame i*n//16); it trains on o_k = k*a + U{0..a-1}, a = (n-1)//8 (n = 16: o_k = k,
+frames 0..8 only), the harness on int(k*(n-1)/8) + U{0..a-1} (the same law only when (n-1) mod 8 <= 1); the test
+offsets int(t/2 + k*t), t = (n-1)/8, are identical for n >= 16.
 """
 
 from __future__ import annotations

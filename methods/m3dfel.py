@@ -1,9 +1,26 @@
 """M3DFEL (Wang et al., CVPR 2023, "Rethinking the Learning Paradigm for Dynamic Facial Expression Recognition").
 
-Official code: Tencent/TFace `attribute/M3DFEL` (Apache-2.0; index commits b06c3ea / 8c650f8 / 7b2eed2), identical
-line for line in model/DMIN/scheduler/dataset/solver to the lab's MIT mirror
-ECNU-Cross-Innovation-Lab/M3DFEL_replicate @ f1eb486dcbf4df87912975e8840696b014757cda. Written from the facts in
-/work/notes/cnn3d/NOTES.md §1 (dims, key names, recipe); no official source is copied.
+Official code: Tencent/TFace `attribute/M3DFEL` (Apache-2.0; added in b06c3ea, merged in 8c650f8, last touched
+by 7b2eed2, unchanged at HEAD 171ec14) and the lab's MIT mirror ECNU-Cross-Innovation-Lab/M3DFEL_replicate
+@ f1eb486dcbf4df87912975e8840696b014757cda. They compute the same model and training step but are not the same
+files. Identical code once docstrings, comments and line wrapping are set aside: the model (`models/M3DFEL.py`),
+DMIN and `build_scheduler` (utils.py), main.py, the DFEW dataset's frame sampling and transforms
+(`datasets/dataset_DFEW.py` __getitem__ / get_transform), every transform class they use
+(`datasets/video_transform.py`; the replicate adds five unused ones), and solver.py's run / train / save (its
+validate differs only by a print). Where they differ:
+  - options.py: TFace declares `--data_root` but reads `args.root` (it stops there as released); the replicate
+    declares `--root` and also writes the options to opt.txt.
+  - frame root: TFace `<root>/Clip/clip_224x224/<id>`, the replicate `<root>/Clip/clip_224x224/clip_224x224/<id>`.
+  - test loader (`datasets/__init__.py` create_dataloader): the replicate sets drop_last=True on the test loader
+    too (at batch 256 the last 32-37 test clips of each DFEW fold are never evaluated); TFace keeps every clip.
+  - FERV39k: only the replicate has `datasets/dataset_FERV39K.py` (comma csv.reader with a header skip, so the
+    first clip of each split is lost, datasets.md §2.2); TFace always builds DFEWDataset, which cannot parse the
+    FERV39k lists.
+  - resume (solver.py): TFace @ 7b2eed2 reads the checkpoint with torch.load(weights_only=True), which refuses
+    the argparse.Namespace its own save stores under 'args' (before 7b2eed2, and in the replicate: plain
+    torch.load).
+Written from the facts in /work/notes/cnn3d/NOTES.md §1 (dims, key names, recipe) and the two repositories; no
+official source is copied.
 
 Network (input (B, 3, 16, 112, 112) in [0, 1], no mean/std normalisation, as released):
   clip -> bag of T/4 "3D instances" of 4 consecutive sampled frames -> torchvision r3d_18 up to its global pool

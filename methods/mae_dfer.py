@@ -38,9 +38,17 @@ Every difference from the official code:
    ratio 3/4-4/3, one box per clip), flip 0.5, mixup 0.8 / cutmix 1.0 (batch mode, switch 0.5) and label
    smoothing 0.1 are as released. The official code squashes every frame to 160x160 before cropping; the
    harness draws the crop box on the source frame (the same for square face crops).
-2. Temporal sampling: dense 16 frames at stride sr (4 on DFEW/MAFW, 1 on FERV39k). Official train clips are
-   `linspace` over a random 16*sr window (step 16*sr/15, e.g. 4.27) and short clips take every sr-th frame of
-   the whole clip padded with the last; the harness uses an exact stride from a random start and edge-pads.
+2. Temporal sampling: dense 16 frames at stride sr (4 on DFEW/MAFW, 1 on FERV39k). Official rule
+   (kinetics.py @ 80b651d, VideoClsDatasetFrame.load_video, n frames): training, n > 16*sr: end e uniform in
+   [16*sr, n-1], s = e - 16*sr, frames s + floor(k*16*sr/15) for k < 15 and s + 16*sr - 1 for k = 15 (sr 4:
+   offsets 0,4,8,12,17,...,59,63, span 64); n <= 16*sr, deterministic: the m = n//sr points floor(j*n/(m-1))
+   (m = 1: just 0), then 16 - m copies, all clipped to n-1 (sr 4, n 40: 0,4,8,13,17,22,26,31,35,39 x7).
+   Harness: start uniform in [0, n-15*sr-1], frames start + k*sr, edge-padded with n-1 (n 40: 0,4,...,36,
+   39 x6). So at sr 4 every training clip differs; at sr 1 they match for n <= 16, and for n > 16 the harness
+   also draws the last window (start n-16), which the official never does. Test: official windows start at 0
+   and sr*max(ceil(n/sr)-16, 0) on the every-sr-th-frame list padded with its own last entry sr*(ceil(n/sr)-1);
+   the harness's start at 0 and max(n-15*sr-1, 0), padded with n-1: exact at sr 1; at sr 4 the second window
+   starts 0-3 frames later (n 100: 39 vs 36) and clips of n <= 60 pad with n-1 (n 40: 39 vs 36).
 3. Test: official 2 temporal clips (first and last 16 of every sr-th frame) x 2 spatial crops; after the
    160x160 squash the 2 crops are the same frame, so the protocol is 2 temporal views x 1 crop here
    (data.test_views=2, uniform windows at the start and the end), softmax-averaged (mean_softmax). The

@@ -51,6 +51,11 @@ per iteration to 5e-6, label smoothing 0.1, crop/flip/colour jitter 0.4, segment
 data.train_clips = 2. Weights: `kinetics400` (torchvision r3d_18 K400 into the instance backbone, as M3DFEL);
 from scratch is allowed and labelled scratch. Minimum input: frames = k x instance_length with k >= 2 and k a
 multiple of short_window (when short_window > 0); size >= 16.
+Sampling: RDFER's own rule is unknown (no code); "segment sampling" is the harness's segment sampler (16 x 1:
+frame int(k*n/16) + U{0..n//16-1} in training, drawn independently for each of the 2 training clips; int(t/2 + k*t),
+t = n/16, at test; clips of n < 16 frames stretched evenly, frame i*n//16), NOT M3DFEL's official rule
+(floor(n*k/16) + floor(16*U) per frame, clamped to n-1, at train and test: see methods/m3dfel.py, whose code is not
+reachable here).
 """
 
 from __future__ import annotations

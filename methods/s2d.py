@@ -60,10 +60,13 @@ Weights (local files only; `needs_pretrained="affectnet"`, without it a run is "
   unverified (notes/s2d §11): its key list here is inferred from the loader.
 - `mobilefacenet`: `landmark/mobilefacenet_model_best.pth.tar` ({'state_dict': ...}, MobileFaceNet keys) into the
   landmark net only.
-- `finetuned`: S2D's own fine-tuned checkpoints ({'model': state_dict, 'optimizer', 'epoch', 'scaler', 'args'}) or
-  a harness checkpoint of this method. NOTE: the official files pickle `args` (argparse.Namespace), which the core's
-  `torch.load(weights_only=True)` refuses; re-save the state_dict first:
-  `torch.save({'model': torch.load(f, weights_only=False)['model']}, 's2d_dfew_f1.pth')` (trusted files only).
+- `finetuned`: S2D's own fine-tuned checkpoints as released ({'model': state_dict, 'optimizer' (None in
+  checkpoint-best.pth), 'epoch', 'scaler', 'args'}, written by `save_model` in utils/__init__.py @ e1b5e5d; the
+  downloaded files are not inspected here) or a harness checkpoint of this method. Nothing to re-save: the core
+  reads the file with torch.load(weights_only=True) with argparse.Namespace allow-listed (bench/weights.py
+  `_load_weights_only`), so the pickled `args` is rebuilt as a plain Namespace (its values: numbers, strings,
+  booleans, None, lists, tuples) and no code of the training script runs; a class of any other module would be
+  rebuilt as an inert record named in the load report's notes['opaque_objects']. 'epoch' lands in notes['epoch'].
 - **A run needs two files.** `--init` takes one source, so the landmark file is a builder argument:
   `--init affectnet:Pretrain-AffectNet-7.pth --set model.kwargs.landmark_weights=mobilefacenet_model_best.pth.tar`.
   The builder loads it through `bench.weights.load_weights` (strict: anything but `num_batches_tracked` missing is
@@ -377,7 +380,7 @@ WEIGHTS = {
                                convert_affectnet),
     "mobilefacenet": WeightsSource("MobileFaceNet 68-landmark network {'state_dict'} (S2D/landmark/), landmark net only",
                                    "mobilefacenet_model_best.pth.tar", convert_mobilefacenet),
-    "finetuned": WeightsSource("S2D fine-tuned checkpoint {'model': ...} (re-saved without 'args'), or this port's",
+    "finetuned": WeightsSource("S2D fine-tuned checkpoint {'model': ..., 'args': ...} as released, or this port's",
                                "s2d_<dataset>.pth", convert_finetuned),
 }
 

@@ -42,6 +42,14 @@ Differences from the official code (all switches default to the official behavio
   same windows up to s-1 frames) x 1 crop, mean softmax. The official 2x2 views have two identical crops (frames are
   squashed to 160² first), so 2x1 gives the same mean. The official per-epoch "val" is one *random* window on the
   test split; the harness selects the best epoch on its test views (selection best_on_test, metric WAR = acc1).
+* Temporal indices (finetune/datasets/kinetics.py @ 43c2333, VideoClsDatasetFrame.load_video = MAE-DFER's loader;
+  n frames, stride s): official training, n > 16*s: end e uniform in [16*s, n-1], frames e - 16*s +
+  floor(k*16*s/15) for k < 15 and e - 1 for k = 15 (s 4: offsets 0,4,8,12,17,...,59,63); n <= 16*s, deterministic:
+  the m = n//s points floor(j*n/(m-1)) (m = 1: just 0) then 16 - m copies, clipped to n-1 (s 4, n 40:
+  0,4,8,13,...,35,39 x7). Harness: start uniform in [0, n-15*s-1], frames start + k*s, edge-padded with n-1 (n 40:
+  0,4,...,36, 39 x6): every training clip differs at s 4; at s 1 identical for n <= 16, and for n > 16 the harness
+  also draws the start n-16 (never drawn officially). Test short clips (n <= 60 at s 4): official pads with the
+  last subsampled frame s*(ceil(n/s)-1), the harness with n-1 (n 40: 36 vs 39); at s 1 the test windows are exact.
 * Joint training with static images (AffectNet-7 mixed in at rate 0.5, pure image batches of 32, the image head)
   needs the trainer to interleave a second loader: not in the harness yet. The model side is complete
   (`forward(x, task="image")`) and `datasets/static_images.py` reads the image sets; see JOINT_TRAINING below.

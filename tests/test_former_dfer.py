@@ -133,14 +133,17 @@ def test_recipe_is_the_official_one():
     assert (o.name, o.lr, o.momentum, o.weight_decay, o.decay_norm_bias) == ("sgd", 0.01, 0.9, 1e-4, True)
     assert (o.schedule, o.step_epochs, o.gamma) == ("step", 40, 0.1)
     assert (t.epochs, t.batch_size, t.drop_last, t.selection, t.selection_metric) == (100, 32, True, "best_on_test", "war")
-    assert (d.frames, d.size, d.sampler, d.segment_len, d.mean, d.rrc_scale) == (16, 112, "segment", 2, None, [0.08, 1.0])
+    assert (d.frames, d.size, d.sampler, d.segment_len, d.pad, d.mean, d.rrc_scale) == \
+        (16, 112, "tsn", 2, "zero", None, [0.08, 1.0])
+    assert d.options == {"variant": "clip_224x224"}  # the official lists name the full-length frames
     assert spec.reg.label_smoothing == 0.0 and resolve_spec("former_dfer", "ferv39k").optim == o
 
 
 def test_test_frames_follow_the_official_rule():
-    """Official test offsets: tick = (n-1)/8, offset_i = int(tick/2 + i*tick), frames offset_i and offset_i + 1."""
+    """Official test offsets: tick = (n-1)/8, offset_i = int(tick/2 + i*tick), frames offset_i and offset_i + 1
+    (the whole rule, short clips and training included, is tests/test_sampling.py's)."""
     cfg = resolve_spec("former_dfer", "dfew").data
-    for n in range(16, 90):
+    for n in range(10, 90):
         tick = (n - 1) / 8
         official = [min(int(tick / 2 + i * tick) + d, n - 1) for i in range(8) for d in range(2)]
         assert sample_test(n, cfg) == [official], n

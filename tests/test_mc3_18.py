@@ -11,7 +11,7 @@ import torch
 from torchvision.models.video import mc3_18 as tv_mc3_18
 
 from bench.api import build_model
-from bench.methods.mc3_18 import resolved_differences
+from bench.methods._baseline_recipes import resolved_differences
 from bench.profile import count_macs, count_params
 from bench.registry import METHODS
 from bench.spec import resolve_spec
@@ -70,12 +70,12 @@ def test_recipes_dfew_code_and_bench3d():
     o, d, t = spec.optim, spec.data, spec.train
     assert (o.name, o.lr, o.weight_decay, o.schedule) == ("adamw", 1e-3, 0.0, "constant")
     assert (d.frames, d.size, d.flip, d.rrc_scale, d.mean) == (16, 112, False, [1.0, 1.0], None)
-    assert (t.batch_size, t.epochs, t.selection, t.drop_last) == (128, 200, "best_on_test", False)
-    assert spec.reg.label_smoothing == 0.0
-    # bench3d = exactly the recipe r3d18 / r2plus1d18 resolve to
+    assert (t.batch_size, t.epochs, t.selection, t.drop_last) == (32, 500, "best_on_test", False)
+    assert spec.reg.label_smoothing == 0.0 and d.sampler == "dfew"
+    # bench3d = exactly the recipe r3d18 / r2plus1d18 resolve to under it
     for dataset in ("dfew", "ferv39k", "mafw"):
-        assert resolved_differences("mc3_18", dataset, "bench3d", "r3d18") == {}
-    assert resolved_differences("mc3_18", "synthetic", "bench3d", "r3d18") == {"train.epochs": (7, 10)}
+        assert resolved_differences("mc3_18", dataset, "bench3d", "r3d18", "bench3d") == {}
+    assert resolved_differences("mc3_18", "synthetic", "bench3d", "r3d18", "bench3d") == {"train.epochs": (7, 10)}
 
 
 def _dfew_checkpoint(path):

@@ -55,7 +55,7 @@ def _csv(path: Path) -> list[dict]:
 def svfap(tmp_path_factory):
     root = tmp_path_factory.mktemp("paper_results")
     runs = [_write(root, "r3d18", "dfew", f, 0.4 + 0.05 * f) for f in (1, 2, 3, 4, 5)]
-    runs += [_write(root, "r18_lstm", "ferv39k", None, 0.5)]
+    runs += [_write(root, "r18_lstm512", "ferv39k", None, 0.5)]
     runs += [_write(root, "static_r18", "mafw", f, 0.3) for f in (1, 2, 4)]  # 3 of 5 folds
     out = root.parent / "paper_reports"
     bench_cli(["report", "--paper", "svfap", "--results", str(root), "--out", str(out)], root, check=True)

@@ -241,14 +241,16 @@ def test_multihead_attention_fast_path_is_counted():
 def test_bench_profile_glob_json_matches_the_measured_sizes(tmp_path):
     """`bench profile -m 'r18_*' --json` through the installed script: one profile per matching method at its own
     input, within 1% of the figures measured from the official code (baselines.md: ResNet-18+LSTM 13.28 M /
-    7.78 G; ResNet-18+GRU 12.76 M / 7.80 G at 16x112²), each also written to results/profiles."""
+    7.78 G; ResNet-18+GRU 12.76 M / 7.80 G at 16x112²; the DFEW code's ResLSTM 17,388,871 / 9.12 G + the LSTM's
+    0.055 G), each also written to results/profiles."""
     from tests.conftest import bench_cli
 
     proc = bench_cli(["profile", "-m", "r18_*", "--no-latency", "--json"], tmp_path, check=True)
     profiles = {p["method"]: p for p in json.loads(proc.stdout)}
-    assert sorted(profiles) == ["r18_gru", "r18_lstm"]
-    for name, (params_m, gmacs) in {"r18_lstm": (13.28, 7.78), "r18_gru": (12.76, 7.80)}.items():
+    assert sorted(profiles) == ["r18_gru", "r18_lstm", "r18_lstm512"]
+    sizes = {"r18_lstm512": (13.28, 7.78), "r18_gru": (12.76, 7.80), "r18_lstm": (17.388871, 9.175)}
+    for name, (params_m, gmacs) in sizes.items():
         p = profiles[name]
         assert abs(p["params_total"] / 1e6 / params_m - 1) < 0.01, (name, p["params_total"])
         assert abs(p["gmacs"] / gmacs - 1) < 0.01, (name, p["gmacs"])
-    assert len(list((tmp_path / "results").rglob("*.json"))) == 2
+    assert len(list((tmp_path / "results").rglob("*.json"))) == 3

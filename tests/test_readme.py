@@ -15,9 +15,14 @@ REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "results" / "examples" / "runs" / "synthetic" / "fold1"
 
 
-def _curated(method: str) -> tuple[dict, float]:
-    """The curated run's result.json and its UAR recomputed from predictions.npz (one test view per video)."""
-    (folder,) = (EXAMPLES / method).iterdir()
+def _curated(method: str, protocol: str | None = None) -> tuple[dict, float]:
+    """The curated run of `bench run -m METHOD -d synthetic [--protocol P]` (seed 0: its run id is the command's)
+    and its UAR recomputed from predictions.npz (one test view per video)."""
+    from bench.spec import resolve_spec
+
+    run_id = resolve_spec(method, "synthetic", fold=1, protocol=protocol).run_id
+    folder = EXAMPLES / method / run_id
+    assert folder.is_dir(), f"no curated run {run_id} for `bench run -m {method} -d synthetic` (protocol {protocol})"
     result = json.loads((folder / "result.json").read_text())
     pred = np.load(folder / "predictions.npz")
     uar = balanced_accuracy_score(pred["labels"], pred["video_scores"].argmax(1))
@@ -33,10 +38,13 @@ def _first_synthetic_run() -> str:
 
 def test_readme_first_run_learns_within_ten_minutes_on_two_cores():
     line = _first_synthetic_run()
-    method = re.search(r"--method (\S+)", line).group(1)
-    assert "--set" not in line.split("#")[0] and "--epochs" not in line.split("#")[0], "the default recipe, as run"
-    result, uar = _curated(method)
-    _, control = _curated("static_r18")
+    command = line.split("#")[0]
+    method = re.search(r"--method (\S+)", command).group(1)
+    protocol = (re.search(r"--protocol (\S+)", command) or [None, None])[1]
+    assert "--set" not in command and "--epochs" not in command, "a recipe as registered, as run"
+    result, uar = _curated(method, protocol)
+    # the control under the same recipe (static_r18 offers the frame-CNN protocols)
+    _, control = _curated("static_r18", result["spec"]["protocol"])
     assert result["status"] == "completed" and result["protocol"]["init"]["kind"] == "scratch"
     assert result["env"]["device"] == "cpu" and result["env"]["threads"] == 2
     assert result["duration_s"] <= 600

@@ -115,3 +115,79 @@ def test_video_mixup_targets_and_shared_box():
     plain = VideoMixup(4, label_smoothing=0.1)
     _, t0 = plain(x, labels, torch.Generator().manual_seed(0))
     assert torch.allclose(t0[0], torch.tensor([0.925, 0.025, 0.025, 0.025]))
+
+
+# ----------------------------------------------------------------------------------------------------------
+# the official loaders' index rules, written out from their code (facts: formulas, not their source)
+
+
+def _dfew_official(n: int, nframe: int, rng: random.Random, train: bool) -> list[int]:
+    """jiangxingxun/DFEW @ 7c1ba78 libs/DFEW_Dataset.py generate_index(isconsecutive=False)."""
+    idx_list = list(range(n))
+    if n < nframe:  # whole copies appended until the list holds at least nframe entries
+        tiled: list[int] = []
+        while len(tiled) < nframe:
+            tiled += idx_list
+        idx_list = tiled
+    if train:
+        return [idx_list[i] for i in sorted(rng.sample(range(len(idx_list)), nframe))]
+    return [idx_list[i] for i in np.linspace(0, len(idx_list) - 1, nframe).astype(int)]
+
+
+def test_dfew_sampler_is_the_dfew_codes_rule():
+    cfg = DataCfg(frames=16, sampler="dfew")
+    for n in range(1, 121):
+        for seed in range(3):
+            got = sample_train(n, cfg, random.Random(seed))
+            assert got == _dfew_official(n, 16, random.Random(seed), train=True), n
+            assert len(got) == 16 and got == sorted(got) if n >= 16 else len(got) == 16
+        assert sample_test(n, cfg) == [_dfew_official(n, 16, random.Random(0), train=False)], n
+    # long clips: 16 distinct frames from anywhere in the clip; the test view is linspace(0, n-1)
+    assert len(set(sample_train(144, cfg, random.Random(1)))) == 16
+    assert sample_test(144, cfg)[0][:3] == [0, 9, 19] and sample_test(144, cfg)[0][-1] == 143
+
+
+def _former_dfer_official(n: int, rng: random.Random, train: bool, segments: int = 8, duration: int = 2,
+                          short: str = "zero") -> list[int]:
+    """Former-DFER @ 1b5ad6f dataloader/dataset_DFEW.py (num_segments 8, duration 2; DFER-CLIP @ d10d5a4
+    video_dataloader.py is the same rule with 16 x 1 and edge padding). The per-segment draws randint(d) come from
+    `rng` in segment order, as the harness draws them."""
+    d = (n - duration + 1) // segments
+    if train and d > 0:
+        starts = [k * d + rng.randrange(d) for k in range(segments)]
+    elif not train and n > segments + duration - 1:
+        tick = (n - duration + 1) / float(segments)
+        starts = [int(tick / 2.0 + tick * k) for k in range(segments)]
+    elif short == "edge":  # np.pad(arange(n), (0, 16 - n), 'edge')
+        return [min(i, n - 1) for i in range(segments * duration)]
+    else:
+        starts = [0] * segments
+    out = []
+    for s in starts:
+        p = s
+        for _ in range(duration):
+            out.append(p)
+            if p < n - 1:
+                p += 1
+    return out
+
+
+def test_tsn_sampler_is_former_dfers_loader_index_for_index():
+    cfg = DataCfg(frames=16, sampler="tsn", segment_len=2, pad="zero")
+    for n in range(1, 201):
+        for seed in range(3):
+            assert sample_train(n, cfg, random.Random(seed)) == _former_dfer_official(n, random.Random(seed), True), n
+        assert sample_test(n, cfg) == [_former_dfer_official(n, random.Random(0), False)], n
+    # the properties the official rule is known for: n = 9..16 trains on a fixed clip, the last (n-1) % 8 start
+    # positions are never drawn, short clips read 0, 1 eight times
+    for n in range(9, 17):
+        assert sample_train(n, cfg, random.Random(5)) == [0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7, 8]
+    starts = {i for seed in range(300) for i in sample_train(40, cfg, random.Random(seed))[::2]}
+    assert max(starts) == 7 * (39 // 8) + 39 // 8 - 1 == 31
+    assert sample_test(9, cfg) == [[0, 1] * 8] and sample_train(8, cfg, random.Random(0)) == [0, 1] * 8
+    # DFER-CLIP: 16 segments x 1 frame, short clips padded with the last frame
+    clip = DataCfg(frames=16, sampler="tsn", segment_len=1, pad="edge")
+    for n in range(1, 120):
+        ref = _former_dfer_official(n, random.Random(2), True, segments=16, duration=1, short="edge")
+        assert sample_train(n, clip, random.Random(2)) == ref, n
+        assert sample_test(n, clip) == [_former_dfer_official(n, random.Random(0), False, 16, 1, "edge")], n

@@ -12,11 +12,14 @@ from bench.spec import RunSpec, parse_set, resolve_spec
 def test_layers_apply_in_order():
     info = METHODS.get("r3d18")
     base = resolve_spec("r3d18", "dfew")
-    assert base.optim.lr == info.recipe.defaults["optim"]["lr"]
+    proto = info.recipe.protocols[info.recipe.default_protocol]
+    assert base.protocol == info.recipe.default_protocol and base.optim.lr == proto["optim"]["lr"]
     assert base.data.size == 112 and base.fold == 1
-    syn = resolve_spec("r3d18", "synthetic")  # method x dataset override
-    assert syn.data.size == info.recipe.datasets["synthetic"]["data"]["size"]
-    assert syn.train.epochs == info.recipe.datasets["synthetic"]["train"]["epochs"]
+    syn = resolve_spec("r3d18", "synthetic")  # protocol x dataset override
+    assert syn.data.size == proto["datasets"]["synthetic"]["data"]["size"]
+    assert syn.train.epochs == proto["datasets"]["synthetic"]["train"]["epochs"]
+    other = resolve_spec("r3d18", "synthetic", protocol="bench3d")  # another protocol, complete on its own
+    assert other.optim.name == "adamw" and other.data.mean == [0.45, 0.45, 0.45] and syn.data.mean is None
     flags = resolve_spec("r3d18", "synthetic", flags={"train": {"epochs": 3}, "optim": {"lr": 0.5}})
     assert flags.train.epochs == 3 and flags.optim.lr == 0.5
     top = resolve_spec("r3d18", "synthetic", flags={"optim": {"lr": 0.5}}, sets=["optim.lr=0.25", "data.frames=8"])

@@ -4,6 +4,18 @@
   offset per segment for training, the segment centre for testing.
 * dense: T frames at stride s from one window of span (T-1)*s+1 (VideoMAE / MAE-DFER / IFDD): a random window
   for training; for testing `uniform` K windows, `all` non-overlapping windows, or one `random` window.
+* tsn: the TSN-style loader of Former-DFER (zengqunzhao/Former-DFER @ 1b5ad6f, `dataloader/dataset_DFEW.py`) and
+  the code bases that copied it (DFER-CLIP, EC-STFL, NR-DFERNet, IAL, ...), exactly: S = frames / D segments of
+  D consecutive frames, with a = (n - D + 1) // S, training starts k*a + U{0..a-1} (integer segments, so the last
+  (n - D + 1) mod S start positions are never drawn); when a = 0 and n > S, S sorted random starts; test starts
+  int(t/2 + t*k), t = (n - D + 1) / S, when n > S + D - 1. Each start s reads s, s+1, ... capped at the last
+  frame. Clips too short for that: `pad=zero` puts every segment at frame 0 (Former-DFER, EC-STFL), `pad=edge`
+  takes 0..n-1 then repeats the last frame (DFER-CLIP).
+* dfew: the DFEW code's rule (jiangxingxun/DFEW @ 7c1ba78, `libs/DFEW_Dataset.py` `generate_index` with
+  `isconsecutive: False`, every config): training draws T distinct indices of the whole clip at random and sorts
+  them; testing takes `linspace(0, N-1, T)` truncated to int; a clip of N < T frames is first tiled (0..N-1
+  repeated whole until at least T entries) and the indices are drawn from the tiled list. Exact, index for index,
+  given the same `random.Random` state (the official code uses Python's `random` module).
 
 Clips shorter than needed are padded by repetition (segment sampler: every frame repeated evenly; dense:
 `edge` repeats the last index; `repeat_first` / `repeat_last` stretch
@@ -63,8 +75,59 @@ def _stretch_even(num_frames: int, frames: int) -> list[int]:
     return [i * num_frames // frames for i in range(frames)]
 
 
+def _tsn_expand(starts: list[int], seg_len: int, num_frames: int) -> list[int]:
+    """Each start s -> s, s+1, ... (seg_len frames), never past the last frame (the loaders' `if p < n - 1`)."""
+    return [min(s + d, num_frames - 1) for s in starts for d in range(seg_len)]
+
+
+def _tsn_short(num_frames: int, frames: int, seg_len: int, pad: str) -> list[int]:
+    if pad == "zero":
+        return _tsn_expand([0] * (frames // seg_len), seg_len, num_frames)
+    return [min(i, num_frames - 1) for i in range(frames)]
+
+
+def _tsn_train(num_frames: int, cfg, rng: random.Random) -> list[int]:
+    segments = cfg.frames // cfg.segment_len
+    avg = (num_frames - cfg.segment_len + 1) // segments
+    if avg > 0:
+        starts = [k * avg + rng.randrange(avg) for k in range(segments)]
+    elif num_frames > segments:
+        starts = sorted(rng.randrange(num_frames - cfg.segment_len + 1) for _ in range(segments))
+    else:
+        return _tsn_short(num_frames, cfg.frames, cfg.segment_len, cfg.pad)
+    return _tsn_expand(starts, cfg.segment_len, num_frames)
+
+
+def _tsn_test(num_frames: int, cfg) -> list[int]:
+    segments = cfg.frames // cfg.segment_len
+    if num_frames <= segments + cfg.segment_len - 1:
+        return _tsn_short(num_frames, cfg.frames, cfg.segment_len, cfg.pad)
+    tick = (num_frames - cfg.segment_len + 1) / segments
+    return _tsn_expand([int(tick / 2.0 + tick * k) for k in range(segments)], cfg.segment_len, num_frames)
+
+
+def _dfew_tiled(num_frames: int, frames: int) -> list[int]:
+    """DFEW's short-clip rule: the clip's indices repeated whole until the list holds at least `frames`."""
+    copies = max(-(-frames // num_frames), 1)
+    return list(range(num_frames)) * copies
+
+
+def _dfew_train(num_frames: int, frames: int, rng: random.Random) -> list[int]:
+    pool = _dfew_tiled(num_frames, frames)
+    return [pool[i] for i in sorted(rng.sample(range(len(pool)), frames))]
+
+
+def _dfew_test(num_frames: int, frames: int) -> list[int]:
+    pool = _dfew_tiled(num_frames, frames)
+    return [pool[i] for i in np.linspace(0, len(pool) - 1, frames).astype(int)]
+
+
 def sample_train(num_frames: int, cfg, rng: random.Random) -> list[int]:
     """Frame indices of one training clip."""
+    if cfg.sampler == "dfew":
+        return _dfew_train(num_frames, cfg.frames, rng)
+    if cfg.sampler == "tsn":
+        return _tsn_train(num_frames, cfg, rng)
     if cfg.sampler == "segment" and num_frames < cfg.frames:
         return _stretch_even(num_frames, cfg.frames)
     if cfg.sampler == "segment":
@@ -76,6 +139,10 @@ def sample_train(num_frames: int, cfg, rng: random.Random) -> list[int]:
 
 def sample_test(num_frames: int, cfg, rng: random.Random | None = None) -> list[list[int]]:
     """Frame indices of each temporal test view of a clip (one list per view)."""
+    if cfg.sampler == "dfew":
+        return [_dfew_test(num_frames, cfg.frames)]
+    if cfg.sampler == "tsn":
+        return [_tsn_test(num_frames, cfg)]
     if cfg.sampler == "segment" and num_frames < cfg.frames:
         return [_stretch_even(num_frames, cfg.frames)]
     if cfg.sampler == "segment":
