@@ -1,4 +1,4 @@
-"""`bench`: list, run, eval, profile, report, sweep, data. Commands are thin: they build a spec and call the
+"""`bench`: list, run, eval, compare, profile, report, sweep, data. Commands are thin: they build a spec and call the
 library functions the tests call directly. Errors caused by input print one line (exit code 2)."""
 
 from __future__ import annotations
@@ -326,6 +326,51 @@ def fuse(
     out.print(f"{result['method']} on {result['dataset']} fold {result['fold']}: UAR {100 * m['uar']:.2f}  "
               f"WAR {100 * m['war']:.2f}  macro-F1 {100 * m['macro_f1']:.2f} -> {result['dir']}",
               highlight=False, soft_wrap=True)
+
+
+# ---------------------------------------------------------------------------------------------- compare
+@app.command()
+def compare(
+    a: Annotated[str, typer.Argument(help="run directory, run id, or method name (its report row)")],
+    b: Annotated[str, typer.Argument(help="the same for the other side")],
+    dataset: Annotated[str | None, typer.Option("--dataset", "-d", help="for method names with runs on several")] = None,
+    results: Annotated[Path, typer.Option(help="results directory holding runs/")] = Path("results"),
+    resamples: Annotated[int, typer.Option(help="bootstrap resamples")] = 2000,
+    permutations: Annotated[int, typer.Option(help="randomisation-test permutations")] = 5000,
+    seed: Annotated[int, typer.Option()] = 0,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Paired comparison of A and B on the same test videos: ΔUAR / ΔWAR with a paired bootstrap interval, an
+    approximate randomisation p-value and McNemar's exact test; per fold and over the folds."""
+    from bench.compare import compare as run_compare
+    from bench.compare import verdict
+
+    res = run_compare(a, b, results, dataset, n_resamples=resamples, n_permutations=permutations, seed=seed)
+    if as_json:
+        return _print_json(res)
+
+    def pts(x: float) -> str:
+        return f"{100 * x:+.1f}"
+
+    table = Table(title=f"A = {res['a']}\nB = {res['b']}\n({res['dataset']})", box=None, pad_edge=False)
+    for col in ("fold", "n", "UAR A/B", "ΔUAR [95%]", "ΔWAR [95%]", "McNemar p"):
+        table.add_column(col, no_wrap=True)
+    for f in res["per_fold"]:
+        u, w = f["uar"], f["war"]
+        table.add_row(str(f["fold"]), str(f["n_videos"]), f"{100 * u['a']:.1f}/{100 * u['b']:.1f}",
+                      f"{pts(u['delta'])} [{pts(u['lo'])}, {pts(u['hi'])}]",
+                      f"{pts(w['delta'])} [{pts(w['lo'])}, {pts(w['hi'])}]", f"{f['mcnemar']['p']:.2g}")
+    c = res["combined"]
+    if len(res["per_fold"]) > 1:
+        table.add_row("mean", "", "", f"{pts(c['uar']['delta'])} [{pts(c['uar']['lo'])}, {pts(c['uar']['hi'])}]",
+                      f"{pts(c['war']['delta'])} [{pts(c['war']['lo'])}, {pts(c['war']['hi'])}]",
+                      f"{c['mcnemar']['p']:.2g}")
+    out.print(table)
+    out.print(f"randomisation test (two-sided, {res['permutations']} permutations): p(ΔUAR) = "
+              f"{c['uar']['p_randomisation']:.3g}, p(ΔWAR) = {c['war']['p_randomisation']:.3g}; McNemar on per-video "
+              f"correctness: A only right {c['mcnemar']['a_only']}, B only right {c['mcnemar']['b_only']}, p = "
+              f"{c['mcnemar']['p']:.3g}", highlight=False, soft_wrap=True)
+    out.print(verdict(res), highlight=False, soft_wrap=True)
 
 
 # ---------------------------------------------------------------------------------------------- profile

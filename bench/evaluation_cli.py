@@ -20,6 +20,7 @@ from bench.evaluate import evaluate, save_predictions
 from bench.registry import METHODS
 from bench.runtime import resolve_device
 from bench.spec import RunSpec, apply_overrides, resolve_spec
+from bench.stats import metric_intervals
 from bench.store import atomic_write_json, environment, now_iso
 from bench.weights import load_weights
 
@@ -73,6 +74,7 @@ def evaluate_checkpoint(checkpoint: Path, *, method: str | None = None, dataset:
     metrics, preds = evaluate(model, ds, test, manifest.classes, batch_size=spec.train.batch_size,
                               workers=spec.data.workers, device=dev, precision=spec.train.precision,
                               aggregate_how=spec.data.aggregate)
+    metrics["ci"] = metric_intervals(preds["labels"], preds["video_scores"].argmax(1), len(manifest.classes))
     out_dir = out_dir or Path("results") / "evals" / f"{spec.method}-{spec.dataset}-f{spec.fold or 0}-{report.sha256[:8]}"
     save_predictions(out_dir / "predictions.npz", preds, manifest.classes)
     result = {"kind": "eval", "created_at": now_iso(), "checkpoint": str(checkpoint),

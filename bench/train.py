@@ -45,6 +45,7 @@ from bench.optim import SCHEDULES, build_optimizer, set_lr
 from bench.registry import DATASETS, METHODS
 from bench.runtime import resolve_augment_on, resolve_device, rng_state, seed_everything, set_rng_state
 from bench.spec import RunSpec
+from bench.stats import metric_intervals
 from bench.store import (
     atomic_torch_save,
     atomic_write_text,
@@ -398,6 +399,7 @@ class Run:
             model.load_state_dict(best["model"])
             metrics, preds = evaluation.final(selected_epoch, "final test (selected)")
         metrics.update({"epoch": selected_epoch, "split": "test"})
+        metrics["ci"] = metric_intervals(preds["labels"], preds["video_scores"].argmax(1), len(manifest.classes))
         metrics_last.update({"epoch": last_epoch, "split": "test"})
         save_predictions(self.dir / "predictions.npz", preds, manifest.classes)
 

@@ -35,6 +35,7 @@ from bench.report.plots import (
     plot_robustness,
 )
 from bench.report.tables import MAIN_CSV_COLUMNS, _display_rows, _fmt, _write_csv, write_table
+from bench.report.uncertainty import COMPUTED, add_intervals
 from bench.store import load_runs
 
 __all__ = ["REPO_ROOT", "pareto_front", "write_report"]
@@ -45,6 +46,14 @@ FORMATS = ("md", "csv", "tex")
 def _main_notes(rows: list[dict]) -> list[str]:
     notes = ["UAR/WAR: mean ± std over folds (unweighted mean of per-fold values; seeds averaged within "
              "a fold); a single split shows mean ± std over seeds, or the value for one run.",
+             "95% CI: one split (or one fold) = a bootstrap over its test videos, stratified by class, 2,000 "
+             "resamples, percentile interval (seeds: the seed-averaged metric on the same resampled videos); several "
+             "folds = each fold's bootstrap variance plus the between-fold variance (DerSimonian-Laird), t on k-1 "
+             "degrees of freedom (bench/stats.py). seed sd: the spread over seeds, never inside the interval.",
+             "vs best: a paired approximate randomisation test of ΔUAR against the row of highest UAR on the same test "
+             "videos (lowest seed per fold), p Holm-adjusted over the rows tested (one family per table, so a "
+             "'tied' row is not significantly worse at 5% after correcting for the number of comparisons); empty "
+             "where the rows do not share their test videos.",
              "GMACs: fvcore (MAC convention), one clip at batch 1; GMACs/video multiplies by the test views.",
              "reported: numbers copied from the literature (results/reference/literature.csv); "
              "never re-measured."]
@@ -52,6 +61,10 @@ def _main_notes(rows: list[dict]) -> list[str]:
         notes.append("BEST ON TEST: the epoch was chosen on the test split (optimistic, as some papers do).")
     if any(not r["complete"] for r in rows):
         notes.append("INCOMPLETE: not all folds of the protocol have a completed run.")
+    computed = sum(COMPUTED in (r.get("ci_source") or "") for r in rows)
+    if computed:
+        notes.append(f"{computed} row(s) hold runs written before intervals were stored: their intervals are "
+                     "computed from the runs' predictions.npz at report time.")
     return notes
 
 
@@ -191,15 +204,18 @@ def write_report(results_dir: Path = Path("results"), out_dir: Path = Path("repo
             kinds.setdefault(str(g.protocol.get("training", "trained")), []).append(g)
         groups_by_ds[ds] = kinds.pop("trained", [])
         rows = [summarise_group(g, lit_rows) for g in groups_by_ds[ds]]
+        add_intervals(groups_by_ds[ds], rows)
         rows_by_ds[ds] = rows
         tables[ds] = [{k: r[k] for k in ("method", "protocol", "selection", "variant", "uar_mean", "uar_std",
-                                         "war_mean", "war_std", "n_folds", "n_folds_expected", "complete",
-                                         "run_ids")} for r in rows]
+                                         "uar_lo", "uar_hi", "war_mean", "war_std", "war_lo", "war_hi", "ci_source",
+                                         "vs_best", "n_folds", "n_folds_expected", "complete", "run_ids")}
+                      for r in rows]
         if rows:
             files += _dataset_tables(ds, groups_by_ds[ds], rows, tables_dir, formats, stamp)
         for kind, groups in kinds.items():
-            files += _apart_table(ds, kind, groups, [summarise_group(g, lit_rows) for g in groups], tables_dir,
-                                  formats, stamp)
+            apart = [summarise_group(g, lit_rows) for g in groups]
+            add_intervals(groups, apart)
+            files += _apart_table(ds, kind, groups, apart, tables_dir, formats, stamp)
     files += write_cost_tables(cost_rows(runs, results_dir), tables_dir, stamp)
 
     if plots and runs:

@@ -187,12 +187,39 @@ def reproduced_cell(g: Group, table: PaperTable, column: str, split: str) -> tup
     return float(arr.mean()), (float(arr.std(ddof=1)) if len(arr) > 1 else None), flag
 
 
+def interval_of(g: Group, table: PaperTable, column: str, split: str) -> dict[str, Any]:
+    """The reproduced cell's interval (percent) over the folds it averages (bench/report/uncertainty.py)."""
+    from bench.report.uncertainty import group_interval
+
+    folds = [int(split[4:])] if split.startswith("fold") else \
+        list(table.folds) if table.folds else list(DATASETS.get(table.dataset).folds)
+    runs = [r for r in g.runs if r.get("fold") in folds]
+    if not runs:
+        return {}
+    iv = group_interval(Group(g.dataset, g.method, g.variant, runs))
+    return {"lo": (iv.get(column) or {}).get("lo"), "hi": (iv.get(column) or {}).get("hi"),
+            "ci_source": iv.get("source", "")}
+
+
+def verdict(mean: float, reported: float | None, lo: float | None, hi: float | None) -> str:
+    """`reproduced` when the published number lies inside the reproduced interval, else how far below or above
+    it the reproduction is, with the interval of that difference (reproduced - published)."""
+    if reported is None or lo is None or hi is None:
+        return ""
+    if lo <= reported <= hi:
+        return "reproduced"
+    side = "below" if mean < reported else "above"
+    d_lo, d_hi = sorted((abs(lo - reported), abs(hi - reported)))
+    return f"{side} by {abs(mean - reported):.2f} [{d_lo:.2f}, {d_hi:.2f}]"
+
+
 def _protocol_text(g: Group, default: bool) -> str:
     p = g.protocol
     init = p.get("init") or {}
     views = f"{p.get('test_temporal', '?')} {p.get('test_views', '?')}x{p.get('test_crops', '?')}"
-    text = (f"{p.get('frames', '?')}x{p.get('size', '?')}, {views}, {p.get('selection', '?')}, "
-            f"{init.get('label') or init.get('kind', 'scratch')}")
+    name = g.first.get("protocol_name") or ""
+    text = (f"{name + ': ' if name else ''}{p.get('frames', '?')}x{p.get('size', '?')}, {views}, "
+            f"{p.get('selection', '?')}, {init.get('label') or init.get('kind', 'scratch')}")
     return text if default else text + ", non-default config"
 
 
@@ -235,6 +262,9 @@ def build_table(paper: Paper, table: PaperTable, groups: list[Group], literature
                 else:
                     mean, std, flag = reproduced_cell(group, table, column, split)
                     cell.update(reproduced=mean, std=std, flag=flag, label="" if mean is not None else NOT_RUN)
+                    if column in METRIC_COLUMNS and mean is not None:
+                        cell.update(interval_of(group, table, column, split))
+                        cell["verdict"] = verdict(mean, reported, cell.get("lo"), cell.get("hi"))
                     init = (group.protocol.get("init") or {})
                     if needs_weights and init.get("kind") == "scratch" and column in METRIC_COLUMNS:
                         cell["flag"] = (cell["flag"] + "; " if cell["flag"] else "") + RANDOM_INIT_LABEL
@@ -263,6 +293,8 @@ def _cell_texts(cell: dict, tex: bool, reported_missing: str) -> tuple[str, str,
         ours = cell["label"]
     else:
         ours = _pm(cell["reproduced"], cell["std"], tex) + (f" ({cell['flag']})" if cell["flag"] else "")
+        if cell.get("lo") is not None and cell.get("hi") is not None:
+            ours += f" [{_fmt(cell['lo'], 1)}, {_fmt(cell['hi'], 1)}]"
     delta = f"{cell['delta']:+.2f}" if cell["delta"] is not None else "n/a"
     return rep, ours, delta
 
@@ -277,9 +309,11 @@ def write_paper_tables(paper: Paper, built: dict[str, list[dict]], out_dir: Path
         for c, s in keys:
             lab = COLUMN_LABELS[c] + ("" if s == "mean" else f" {s}")
             header += [f"reported {lab}", f"reproduced {lab}", f"Δ {lab}"]
+            if c in METRIC_COLUMNS:
+                header.append(f"verdict {lab}")
             if table.kind == "ablation" and c in METRIC_COLUMNS:
                 header.append(f"Δ vs {table.parent} {lab}")
-        header.append("protocol (frames x size, test views, selection, init)")
+        header.append("protocol (name: frames x size, test views, selection, init)")
         display, tex_display, flat = [], [], []
         for r in rows:
             line, tex_line = [r["row"], r["method"] or NOT_REGISTERED], [r["row"], r["method"] or NOT_REGISTERED]
@@ -294,9 +328,14 @@ def write_paper_tables(paper: Paper, built: dict[str, list[dict]], out_dir: Path
                 _, ours_t, _ = _cell_texts(cell, True, missing)
                 line += [rep, ours, delta]
                 tex_line += [rep, ours_t, delta]
+                if c in METRIC_COLUMNS:
+                    line.append(cell.get("verdict") or "-")
+                    tex_line.append(cell.get("verdict") or "-")
                 suffix = c if s == "mean" else f"{c}_{s}"
                 flat_row.update({f"reported_{suffix}": cell["reported"], f"reproduced_{suffix}": cell["reproduced"],
                                  f"std_{suffix}": cell["std"], f"delta_{suffix}": cell["delta"],
+                                 f"lo_{suffix}": cell.get("lo"), f"hi_{suffix}": cell.get("hi"),
+                                 f"verdict_{suffix}": cell.get("verdict", ""),
                                  f"note_{suffix}": cell["label"] or cell["flag"]})
                 if table.kind == "ablation" and c in METRIC_COLUMNS:
                     vp = cell.get("vs_parent")
@@ -313,8 +352,13 @@ def write_paper_tables(paper: Paper, built: dict[str, list[dict]], out_dir: Path
                  f"{paper.meta.get('year')}" + (f", arXiv {paper.meta['arxiv']}" if paper.meta.get("arxiv") else ""),
                  f"Reported: results/reference/literature.csv (source: {paper.source}"
                  + (f", {table.source_table}" if table.source_table else "") + "), never re-measured.",
-                 "Reproduced: mean ± std over folds of completed dfer-bench runs at the method's own recipe; "
-                 "Δ = reproduced − reported. GFLOPs reproduced = fvcore GMACs of one clip (the field's convention)."]
+                 "Reproduced: mean ± std over folds of completed dfer-bench runs at the method's own recipe, with "
+                 "its 95% interval in brackets (bench/stats.py: a stratified bootstrap over the test videos of one "
+                 "fold; over several folds, each fold's bootstrap variance plus the between-fold variance, t on k-1 "
+                 "df); Δ = reproduced − reported. GFLOPs reproduced = fvcore GMACs of one clip (the field's "
+                 "convention).",
+                 "Verdict: 'reproduced' when the published number lies inside the reproduced interval; otherwise "
+                 "'below by Δ [lo, hi]' or 'above by Δ [lo, hi]', [lo, hi] the interval of |reproduced − published|."]
         raw = [i for i, h in enumerate(header) if h.startswith("reproduced ")]
         files += write_table(out_dir, table.id, title=f"{paper.name}: {table.title}", header=header, display=display,
                              rows=flat, columns=list(flat[0].keys()) if flat else ["row"], formats=formats,
@@ -336,6 +380,11 @@ def plot_paper(paper: Paper, built: dict[str, list[dict]], path: Path) -> Path:
                 cell = r["cells"].get(metric)
                 if cell and cell["reported"] is not None and cell["reproduced"] is not None:
                     pts.append((cell["reported"], cell["reproduced"]))
+                    if cell.get("lo") is not None and cell.get("hi") is not None:  # the reproduced 95% interval
+                        ax.errorbar([cell["reported"]], [cell["reproduced"]], fmt="none", ecolor="grey", lw=1,
+                                    yerr=[[cell["reproduced"] - cell["lo"]], [cell["hi"] - cell["reproduced"]]])
+                        pts.append((cell["reported"], cell["lo"]))
+                        pts.append((cell["reported"], cell["hi"]))
                     ax.scatter([cell["reported"]], [cell["reproduced"]], marker=marker,
                                facecolors="none" if metric == "war" else None, edgecolors="black", zorder=3)
                     ax.annotate(f"{r['row']} ({table.dataset})", (cell["reported"], cell["reproduced"]), fontsize=7,
@@ -346,7 +395,7 @@ def plot_paper(paper: Paper, built: dict[str, list[dict]], path: Path) -> Path:
     ax.set_ylim(lo, hi)
     ax.set_xlabel("reported (%)")
     ax.set_ylabel("reproduced by dfer-bench (%)")
-    title = f"{paper.name}: reproduced vs reported (UAR filled, WAR hollow)"
+    title = f"{paper.name}: reproduced vs reported (UAR filled, WAR hollow; bars: 95% interval)"
     if not pts:
         title += "\nno row has both a reported and a reproduced number yet"
     ax.set_title(title, fontsize=9)

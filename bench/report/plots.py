@@ -43,7 +43,8 @@ def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
 
 
 def plot_accuracy_vs_gmacs(rows_by_ds: dict[str, list[dict]], path: Path) -> Path | None:
-    """UAR (top) and WAR (bottom) vs GMACs per clip, one column per dataset, size = params, Pareto front.
+    """UAR (top) and WAR (bottom) vs GMACs per clip, one column per dataset, size = params, Pareto front; error
+    bars are the rows' 95% intervals.
 
     best_on_test rows are drawn as X and left out of the front (their numbers are optimistic).
     """
@@ -68,9 +69,9 @@ def plot_accuracy_vs_gmacs(rows_by_ds: dict[str, list[dict]], path: Path) -> Pat
                     marker = "X" if r["selection"] == "best_on_test" else "o"
                     ax.scatter([x], [y], s=size, color=palette[r["method"]], alpha=0.75, marker=marker,
                                edgecolor="black", linewidth=0.6, zorder=3)
-                    std = r[f"{metric}_std"]
-                    if std:
-                        ax.errorbar([x], [y], yerr=[std], color="gray", capsize=3, zorder=2, lw=0.8)
+                    lo, hi = r.get(f"{metric}_lo"), r.get(f"{metric}_hi")
+                    if lo is not None and hi is not None:  # the row's 95% interval (bench/stats.py)
+                        ax.errorbar([x], [y], yerr=[[y - lo], [hi - y]], color="gray", capsize=3, zorder=2, lw=0.8)
                     tag = r["method"] + ("" if r["complete"] else f" ({r['n_folds']}/{r['n_folds_expected']})")
                     ax.annotate(tag, (x, y), textcoords="offset points", xytext=(6, 6), fontsize=8)
                 # the front ignores rows whose epoch was chosen on the test split (optimistic numbers)

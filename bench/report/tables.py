@@ -31,10 +31,21 @@ def _folds_cell(row: dict) -> str:
     return cell + ("; did not learn in this budget (one class predicted)" if row.get("did_not_learn") else "")
 
 
+def ci_cell(row: dict, metric: str) -> str:
+    """'[lo, hi]' of a row's interval (percent), '' without one."""
+    lo, hi = row.get(f"{metric}_lo"), row.get(f"{metric}_hi")
+    return "" if lo is None or hi is None else f"[{_fmt(lo, 1)}, {_fmt(hi, 1)}]"
+
+
+def vs_best_cell(row: dict) -> str:
+    mark, p = row.get("vs_best", ""), row.get("p_vs_best")
+    return mark if p is None else f"{mark} (p={p:.2g})"
+
+
 def _display_rows(rows: list[dict], tex: bool = False) -> tuple[list[str], list[list[str]]]:
     header = ["method", "protocol", "frames x size", "epochs", "sampling", "test views", "selection", "init", "folds",
-              "runs (seeds)", "UAR (%)", "WAR (%)", "macro-F1 (%)", "params (M)", "trainable (M)", "GMACs",
-              "GMACs/video",
+              "runs (seeds)", "UAR (%)", "UAR 95% CI", "WAR (%)", "WAR 95% CI", "macro-F1 (%)", "seed sd (UAR)",
+              "vs best", "params (M)", "trainable (M)", "GMACs", "GMACs/video",
               "reported UAR", "reported WAR", "reported params (M)", "reported GFLOPs", "reported source"]
     out = []
     for r in rows:
@@ -44,8 +55,9 @@ def _display_rows(rows: list[dict], tex: bool = False) -> tuple[list[str], list[
             r["test_views"],
             SELECTION_LABELS.get(r["selection"], r["selection"]), r["init"], _folds_cell(r),
             f"{r['n_runs']} ({','.join(map(str, r['seeds']))})",
-            _pm(r["uar_mean"], r["uar_std"], tex), _pm(r["war_mean"], r["war_std"], tex),
-            _pm(r["macro_f1_mean"], r["macro_f1_std"], tex), _fmt(r["params_m"]), _fmt(r["params_trainable_m"]),
+            _pm(r["uar_mean"], r["uar_std"], tex), ci_cell(r, "uar"), _pm(r["war_mean"], r["war_std"], tex),
+            ci_cell(r, "war"), _pm(r["macro_f1_mean"], r["macro_f1_std"], tex), _fmt(r.get("uar_seed_sd")),
+            vs_best_cell(r), _fmt(r["params_m"]), _fmt(r["params_trainable_m"]),
             _fmt(r["gmacs"]), _fmt(r["gmacs_per_video"]),
             _fmt(r["reported_uar"]), _fmt(r["reported_war"]), _fmt(r["reported_params_m"]),
             _fmt(r["reported_gflops"]),
@@ -106,7 +118,8 @@ def _csv_cell(v: Any) -> Any:
 MAIN_CSV_COLUMNS = [
     "dataset", "method", "family", "parent", "protocol", "input", "epochs", "sampling", "test_views", "selection", "init",
     "variant", "n_folds", "n_folds_expected", "complete", "did_not_learn", "folds", "n_runs", "seeds", "uar_mean", "uar_std",
-    "war_mean", "war_std", "macro_f1_mean", "macro_f1_std", "std_over", "params_m", "params_trainable_m", "gmacs", "gmacs_per_video", "reported_uar", "reported_war",
+    "war_mean", "war_std", "macro_f1_mean", "macro_f1_std", "std_over", "uar_lo", "uar_hi", "war_lo", "war_hi",
+    "macro_f1_lo", "macro_f1_hi", "ci_kind", "ci_source", "uar_seed_sd", "war_seed_sd", "vs_best", "p_vs_best", "params_m", "params_trainable_m", "gmacs", "gmacs_per_video", "reported_uar", "reported_war",
     "reported_params_m", "reported_gflops", "reported_split", "reported_source", "literature_method", "run_ids",
 ]
 
