@@ -206,11 +206,24 @@ def normaliser(spec):
     return lambda x: (x - mean) / std
 
 
+def test_accuracy(model: nn.Module, norm, x_test: torch.Tensor, y_test: torch.Tensor) -> float:
+    """Accuracy (%) on the held-out clips, in eval mode (no random draws, so training continues unchanged)."""
+    model.eval()
+    with torch.no_grad():
+        pred = torch.cat([model(norm(x_test[i:i + 35])).argmax(1) for i in range(0, len(x_test), 35)])
+    return round(100 * float((pred == y_test).float().mean()), 1)
+
+
+def init_seed(args) -> int:
+    """The model-initialisation seed: `--init-seed`, or the data seed when not given (the rows before the switch)."""
+    return args.seed if args.init_seed is None else args.init_seed
+
+
 def train(args) -> dict:
     from bench.optim import build_optimizer, set_lr
 
-    torch.manual_seed(args.seed)
-    gen = torch.Generator().manual_seed(args.seed)
+    torch.manual_seed(init_seed(args))  # the model's initialisation (and dropout / drop-path draws)
+    gen = torch.Generator().manual_seed(args.seed)  # the data stream: the same for every init seed
     sets = [f"optim.lr={args.lr}", *([f"optim.weight_decay={args.wd}"] if args.wd is not None else []), *args.sets]
     model, criterion, spec = build(args.model, args.size, sets, args)
     if args.init:
@@ -221,7 +234,8 @@ def train(args) -> dict:
     smooth = spec.reg.label_smoothing
     ces: list[float] = []
     per_100: list[float] = []
-    t0 = time.time()
+    acc_at: dict[int, float] = {}
+    t0, cpu0 = time.time(), time.process_time()
     model.train()
     for step in range(args.steps):
         set_lr(optimizer, args.lr * min(1.0, (step + 1) / args.warmup))
@@ -235,17 +249,19 @@ def train(args) -> dict:
         if (step + 1) % 100 == 0:
             per_100.append(round(float(np.mean(ces[-100:])), 3))
             print(f"{args.model} step {step + 1}: train CE {per_100[-1]:.3f}", flush=True)
-    model.eval()
-    with torch.no_grad():
-        pred = torch.cat([model(norm(x_test[i:i + 35])).argmax(1) for i in range(0, len(x_test), 35)])
+        if step + 1 in args.eval_at and step + 1 < args.steps:
+            acc_at[step + 1] = test_accuracy(model, norm, x_test, y_test)
+            model.train()
+    acc_at[args.steps] = test_accuracy(model, norm, x_test, y_test)
     return {"experiment": "train", "model": args.model, "size": args.size, "steps": args.steps, "lr": args.lr,
             "wd": spec.optim.weight_decay, "warmup": args.warmup, "kv_stride": args.kv_stride, "depth": args.depth,
             "transitions": list(args.transitions), "init": args.init, "readout": args.readout,
             "ifdd_heads": args.ifdd_heads, "late_heads": args.late_heads, "label_smoothing": smooth,
-            "sets": args.sets, "seed": args.seed, "ce_per_100": per_100,
+            "sets": args.sets, "seed": args.seed, "init_seed": init_seed(args), "ce_per_100": per_100,
             "ce_first40": round(float(np.mean(ces[:40])), 3), "ce_last40": round(float(np.mean(ces[-40:])), 3),
-            "test_acc": round(100 * float((pred == y_test).float().mean()), 1),
-            "wall_min": round((time.time() - t0) / 60, 1), "threads": torch.get_num_threads()}
+            "test_acc": acc_at[args.steps], "test_acc_at": acc_at,
+            "wall_min": round((time.time() - t0) / 60, 1), "cpu_min": round((time.process_time() - cpu0) / 60, 1),
+            "threads": torch.get_num_threads()}
 
 
 def probe_points(model: nn.Module, name: str) -> dict[str, nn.Module]:
@@ -271,7 +287,7 @@ def probe(args) -> dict:
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
-    torch.manual_seed(args.seed)
+    torch.manual_seed(init_seed(args))
     gen = torch.Generator().manual_seed(args.seed + 1)
     model, _, spec = build(args.model, args.size, [], args)
     model.eval()
@@ -310,6 +326,7 @@ def probe(args) -> dict:
         accs[key] = round(100 * clf.score(scaler.transform(fb[key]), yb.numpy()), 1)
         print(f"{args.model} {key:16s} linear probe {accs[key]:.1f}%", flush=True)
     return {"experiment": "probe", "model": args.model, "size": args.size, "seed": args.seed,
+            "init_seed": init_seed(args),
             "train_clips": args.train_clips, "test_clips": args.test_clips, "probe_acc": accs}
 
 
@@ -320,7 +337,9 @@ def main() -> None:
         p = sub.add_parser(name)
         p.add_argument("--model", choices=MODELS, default="ifdd")
         p.add_argument("--size", type=int, default=32)
-        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--seed", type=int, default=0, help="the data stream's seed (training batches, test clips)")
+        p.add_argument("--init-seed", type=int, default=None,
+                       help="the model's initialisation seed (default: --seed); vary it to separate init from data")
         p.add_argument("--kv-stride", type=int, default=None,
                        help="cube_mvit: spatial kv pooling stride (default 1); ifdd: cap on every block's")
         p.add_argument("--depth", type=int, default=6, help="cube_mvit/cube_vit: number of blocks")
@@ -341,6 +360,8 @@ def main() -> None:
     t.add_argument("--set", dest="sets", action="append", default=[], help="a spec override, e.g. "
                    "model.kwargs.drop_path=0.0 (registered methods)")
     t.add_argument("--warmup", type=int, default=20, help="linear warm-up steps, then constant lr")
+    t.add_argument("--eval-at", type=lambda v: tuple(int(i) for i in v.split(",") if i), default=(),
+                   help="also measure the test accuracy after these steps (e.g. 300,600; the end is always measured)")
     p = sub.choices["probe"]
     p.add_argument("--train-clips", type=int, default=700)
     p.add_argument("--test-clips", type=int, default=350)
