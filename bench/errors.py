@@ -29,6 +29,21 @@ class DataError(BenchError):
     """Bad or missing data on disk (split list, frame folder, corrupt image)."""
 
 
+class StorageError(BenchError):
+    """A directory the command writes cannot take a file: read-only file system or no write permission."""
+
+
+class DiskFullError(StorageError):
+    """No space left (or quota exceeded) where a file goes; the file's previous version is intact."""
+
+
+class LockHeldError(BenchError):
+    """Another live process holds the run directory. Exit code 3, so a sweep tells 'someone else is computing this
+    run' from a failure."""
+
+    exit_code = 3
+
+
 _WORKER_PREFIX = "Caught "
 
 

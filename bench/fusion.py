@@ -38,6 +38,7 @@ from bench.spec import RunSpec, resolve_spec
 from bench.store import (
     SCHEMA_VERSION,
     atomic_write_bytes,
+    atomic_write_text,
     environment,
     now_iso,
     run_dir,
@@ -94,7 +95,7 @@ def zero_shot(method: str, dataset: str, *, fold: int | None = None, flags: dict
     run_id = f"{spec.run_id}-zeroshot"
     rdir = run_dir(results, spec).with_name(run_id)
     save_predictions(rdir / "predictions.npz", preds, manifest.classes)
-    (rdir / "spec.yaml").write_text(spec.to_yaml())
+    atomic_write_text(rdir / "spec.yaml", spec.to_yaml())
     result = run_result(spec=spec, family=info.family, variant_of=info.variant_of, duration_s=0.0, selected_epoch=0,
                         views_per_video=views, init=init, metrics={**metrics, "epoch": 0, "split": "test"},
                         metrics_last=None, profile=profile,
@@ -323,7 +324,7 @@ def compound(run: Path, rule: str = "ppa_mean", dataset: str = "mafw_compound", 
     result = {"kind": "compound", "created_at": now_iso(), "rule": rule, "source_run": str(run),
               "method": spec.method, "dataset": dataset, "fold": spec.fold, "basic_classes": list(basic),
               "metrics": metrics, "training": "no compound training (basic classes only)"}
-    (out_dir / "eval.json").write_text(json.dumps(result, indent=2))
+    atomic_write_text(out_dir / "eval.json", json.dumps(result, indent=2))
     return {**result, "out_dir": str(out_dir.resolve())}
 
 

@@ -1,4 +1,5 @@
-"""One directory per run; every file written atomically (temp file in the same directory, fsync, os.replace).
+"""One directory per run; every file written atomically (temp file in the same directory, fsync, os.replace), and a
+read-only, foreign or full directory is one line (StorageError / DiskFullError), never a traceback.
 
 This module owns `result.json`: its schema (`run_result`), writing it (last, and only on success; a failed
 run leaves `status` = failed and `error.txt`), reading it back (`load_runs`) and deciding whether a spec has
@@ -7,9 +8,11 @@ completed on the data it resolves to now (`completed_result`). Train, sweep, eva
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import platform
+import shutil
 import subprocess
 import tempfile
 import warnings
@@ -21,30 +24,130 @@ from typing import Any
 
 import torch
 
-from bench.errors import BenchError
+from bench.errors import BenchError, DiskFullError, StorageError
 
 SCHEMA_VERSION = 1
 SUPPORTED_SCHEMA_VERSIONS = (1,)
 RESULT_FILE = "result.json"
 
 
-def _atomic_replace(path: Path, write: Callable[[Any], None]) -> None:
-    """`write(file object)` into a temp file beside `path`, fsync, then os.replace onto `path`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+# the process's umask, read once at import: mkstemp creates 0600 files, and results on a shared machine must get the
+# mode a plain open() would give them (a colleague's `bench report` reads them)
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+_NOT_WRITABLE = (errno.EROFS, errno.EACCES, errno.EPERM)
+
+
+def _existing_ancestor(path: Path) -> Path:
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def _user() -> str:
+    try:
+        import getpass
+
+        return getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry (containers)
+        return f"uid {os.getuid()}"
+
+
+def storage_error(e: OSError, path: Path, flag: str | None = None) -> StorageError | None:
+    """The one line for an OSError caused by where a file goes (read-only, not permitted, disk full), naming the
+    directory and the fix; None for any other OSError (a bug or a missing input: keep its traceback). `flag` is the
+    option that chooses the directory (--results, --out), named in the fix."""
+    failed = Path(e.filename) if getattr(e, "filename", None) else Path(path)  # a temp file, or a parent made
+    where = failed if failed.is_dir() else _existing_ancestor(failed.parent)
+    target = Path(path)
+    elsewhere = f"pass {flag} DIR" if flag else "write to another directory"
+    if e.errno in _NO_SPACE:
+        try:
+            free = f"{shutil.disk_usage(where).free / 1024:.0f} KiB free"
+        except OSError:
+            free = "free space unknown"
+        what = "disk quota exceeded" if e.errno == errno.EDQUOT else "no space left on device"
+        return DiskFullError(f"{where}: {what} ({free}) while writing {target.name}; free space there"
+                             + (f" (or {elsewhere})" if flag else "")
+                             + " and run the same command again (files already written are intact)")
+    if e.errno == errno.EROFS:
+        return StorageError(f"{where}: read-only file system, cannot write {target}; {elsewhere} on a writable disk")
+    if e.errno in _NOT_WRITABLE:
+        return StorageError(f"{where}: permission denied for {_user()}, cannot write {target}; {elsewhere} you can "
+                            "write, or ask its owner for write access")
+    return None
+
+
+def writable_dir(path: Path, flag: str | None = None) -> Path:
+    """Create `path` and create (then remove) a file in it, so a read-only, foreign or NFS root-squashed directory
+    stops the command with one line before any work; permission bits alone miss read-only mounts and ACLs."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=path, prefix=".write-probe.")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        err = storage_error(e, path, flag)
+        if err is None:
+            raise
+        raise err from None
+    return path
+
+
+class _RecordingFile:
+    """A file whose write() keeps the OSError it raised: torch.save turns ENOSPC into 'RuntimeError: [enforce fail
+    at inline_container.cc] unexpected pos', and the errno is what tells a full disk from a bug."""
+
+    def __init__(self, f):
+        self._f = f
+        self.error: OSError | None = None
+
+    def write(self, data) -> int:
+        try:
+            return self._f.write(data)
+        except OSError as e:
+            self.error = e
+            raise
+
+    def __getattr__(self, name: str):
+        return getattr(self._f, name)
+
+
+def atomic_write(path: Path, write: Callable[[Any], None]) -> None:
+    """`write(file object)` into a temp file beside `path`, fsync, then os.replace onto `path`: `path` is always
+    the old or the new file, never half of one. A read-only, foreign or full directory raises StorageError (one
+    line) after removing the temp file."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:
+        err = storage_error(e, path)
+        if err is None:
+            raise
+        raise err from None
+    sink = None
     try:
         with os.fdopen(fd, "wb") as f:
-            write(f)
+            os.fchmod(f.fileno(), 0o666 & ~_UMASK)
+            sink = _RecordingFile(f)
+            write(sink)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
-        raise
+        cause = e if isinstance(e, OSError) else getattr(sink, "error", None)
+        err = storage_error(cause, path) if cause is not None else None
+        if err is None:
+            raise
+        raise err from e
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    _atomic_replace(path, lambda f: f.write(data))
+    atomic_write(path, lambda f: f.write(data))
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -66,7 +169,12 @@ def _json_default(o: Any) -> Any:
 
 
 def atomic_torch_save(path: Path, obj: Any) -> None:
-    _atomic_replace(path, lambda f: torch.save(obj, f))
+    atomic_write(path, lambda f: torch.save(obj, f))
+
+
+def atomic_savefig(fig: Any, path: Path) -> None:
+    """A matplotlib figure written like every other file: a full disk never leaves half a PNG in place of one."""
+    atomic_write(path, lambda f: fig.savefig(f, format=Path(path).suffix.lstrip(".") or "png"))
 
 
 def run_dir(results: Path, spec) -> Path:

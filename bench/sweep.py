@@ -7,7 +7,9 @@ job is requeued (preemption, `scontrol requeue`) or cancelled and submitted agai
 
 A run is planned only when it is not already done: completed on the data the spec resolves to now (the check
 `bench run` makes), or, for `slurm`, still queued or running under a job recorded in its run directory
-(`job.json`). `--status` reads the same records: queued, running, done or failed, with the job id, the log
+(`job.json`), or held by a live `bench run` anywhere (its lock file, bench.lock: the same rule as a second `bench
+run`, which refuses; the sweep skips the run and names the holder). A run that loses the race for the lock after
+planning exits with code 3 and is reported as held, not failed. `--status` reads the same records: queued, running, done or failed, with the job id, the log
 path, and a failed run's one-line error. Every run writes only inside its own directory.
 """
 
@@ -26,9 +28,10 @@ from rich.console import Console
 from rich.table import Table
 
 from bench.data.manifest import current_checksum
-from bench.errors import BenchError, UnknownNameError
+from bench.errors import BenchError, LockHeldError, UnknownNameError
+from bench.lock import holder
 from bench.spec import RunSpec, parse_folds, resolve_spec
-from bench.store import atomic_write_json, completed_result, read_status, run_dir
+from bench.store import atomic_write_json, completed_result, read_status, run_dir, writable_dir
 
 BACKENDS = ("debug", "local", "slurm")
 JOB_FILE = "job.json"
@@ -112,11 +115,12 @@ class PlannedRun:
     flags: dict
     done: bool
     active_job: str | None = None  # a SLURM job id still queued or running for this spec
+    held_by: str | None = None  # a live `bench run` holding the run directory's lock (bench.lock)
     extra: dict = field(default_factory=dict)  # e.g. the GPU-hour estimate of `bench sweep --paper`
 
     @property
     def todo(self) -> bool:
-        return not self.done and self.active_job is None
+        return not self.done and self.active_job is None and self.held_by is None
 
     def argv(self, results: Path) -> list[str]:
         """The `bench run` command line that reproduces this spec."""
@@ -194,13 +198,15 @@ def plan_run(spec: RunSpec, sets: list[str], flags: dict, results: Path) -> Plan
     done = completed_result(rdir, spec.dataset, lambda: current_checksum(spec)) is not None
     job = read_job(rdir)
     active = job["job_id"] if job and not done and slurm_state(job["job_id"]) in ACTIVE else None
-    return PlannedRun(spec, sets, flags, done, active)
+    return PlannedRun(spec, sets, flags, done, active, None if done else holder(rdir))
 
 
 def plan_table(plan: list[PlannedRun], resources: Resources | None = None) -> Table:
     waiting = sum(p.active_job is not None for p in plan)
+    held = sum(p.held_by is not None for p in plan)
     title = f"sweep: {len(plan)} runs, {sum(p.done for p in plan)} already completed" + \
-        (f", {waiting} still queued or running" if waiting else "")
+        (f", {waiting} still queued or running" if waiting else "") + \
+        (f", {held} being computed by another process" if held else "")
     if resources is not None:
         title += f"\nper run: {resources.describe()}"
     estimate = any("gpu_hours" in p.extra for p in plan)
@@ -214,7 +220,8 @@ def plan_table(plan: list[PlannedRun], resources: Resources | None = None) -> Ta
         t.add_column(col)
     for p in plan:
         s = p.spec
-        state = "done (skip)" if p.done else f"job {p.active_job} (skip)" if p.active_job else "todo"
+        state = "done (skip)" if p.done else f"job {p.active_job} (skip)" if p.active_job else \
+            f"held by {p.held_by} (skip)" if p.held_by else "todo"
         cells = [s.run_id, s.method, s.dataset, str(s.fold), str(s.seed), state]
         if estimate:
             g = p.extra.get("gpu_hours")
@@ -228,11 +235,18 @@ def execute_plan(plan: list[PlannedRun], *, backend: str, results: Path, max_par
     """Run or submit every planned run that is to do; returns the job ids (slurm) or run ids started."""
     todo = [p for p in plan if p.todo]
     console = console or Console()
+    if backend not in BACKENDS:
+        raise UnknownNameError("sweep backend", backend, BACKENDS)
+    if todo:  # a read-only or foreign results directory: one line before anything starts or is submitted
+        writable_dir(Path(results), flag="--results")
     if backend == "debug":
         from bench.train import run
 
         for p in todo:
-            run(p.spec, results, progress=False, profile_latency=False)
+            try:
+                run(p.spec, results, progress=False, profile_latency=False)
+            except LockHeldError as e:  # started elsewhere since the plan: theirs to finish
+                console.print(f"held by another process (skipped): {e}", highlight=False, soft_wrap=True)
         return [p.spec.run_id for p in todo]
     if backend == "local":
         _run_local(todo, results, max_parallel, console)
@@ -283,12 +297,16 @@ def _run_local(todo: list[PlannedRun], results: Path, max_parallel: int, console
                 proc.log.close()  # type: ignore[attr-defined]
                 running.remove(item)
                 free.append(slot)
-                state = "completed" if proc.returncode == 0 else f"FAILED (exit {proc.returncode})"
-                if proc.returncode:
+                state = "completed" if proc.returncode == 0 else \
+                    "held by another process (skipped; see train.log)" if proc.returncode == LockHeldError.exit_code \
+                    else f"FAILED (exit {proc.returncode})"
+                if proc.returncode not in (0, LockHeldError.exit_code):
                     failures.append(p.spec.run_id)
                 console.print(f"{state}: {p.spec.run_id}")
-    if failures:
-        console.print(f"[red]{len(failures)} runs failed[/]: see train.log / error.txt in their run directories")
+    if failures:  # a non-zero exit, so a script or CI running the sweep sees it
+        raise BenchError(f"{len(failures)} of {len(todo)} runs failed ({', '.join(failures[:3])}"
+                         f"{', ...' if len(failures) > 3 else ''}): see error.txt and train.log in their run "
+                         f"directories under {results}/runs, or `bench sweep ... --status`")
 
 
 # ---------------------------------------------------------------------------------------------------- slurm
@@ -309,6 +327,9 @@ class BenchRunJob:
 
             submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
         code = subprocess.call(self.argv)
+        if code == LockHeldError.exit_code:
+            raise RuntimeError(f"bench run refused: the run is being computed by another process (its lock file): "
+                               f"{' '.join(self.argv[3:])}")
         if code:
             raise RuntimeError(f"bench run exited with {code}: {' '.join(self.argv[3:])}")
         return code
@@ -384,6 +405,9 @@ def run_state(p: PlannedRun, results: Path) -> dict:
     live = slurm_state(job["job_id"]) if job.get("job_id") else None
     if live:
         return {**row, "state": "queued" if live == "PENDING" else "running"}
+    held_by = holder(rdir)
+    if held_by:
+        return {**row, "state": "running", "log": f"held by {held_by}"}
     status = read_status(rdir)
     if status in ("failed", "interrupted") or (job and status != "completed"):
         return {**row, "state": "failed", "error": failure_line(rdir, job)}

@@ -37,8 +37,9 @@ from bench.data.loader import ClipDataset, batches, make_loader, model_inputs
 from bench.data.manifest import carve_val, current_checksum, load_manifest
 from bench.data.sampling import views_per_video
 from bench.data.transforms import augment_batch
-from bench.errors import BenchError, DataError
+from bench.errors import BenchError, DataError, DiskFullError
 from bench.evaluate import autocast_ctx, evaluate, save_predictions
+from bench.lock import RunLock
 from bench.losses import criterion_for
 from bench.mixup import VideoMixup
 from bench.optim import SCHEDULES, build_optimizer, set_lr
@@ -55,6 +56,7 @@ from bench.store import (
     run_dir,
     run_result,
     set_status,
+    writable_dir,
     write_result,
 )
 from bench.weights import apply_init
@@ -105,17 +107,35 @@ class Run:
         self.rank = int(os.environ.get("RANK", "0"))
         self.world = int(os.environ.get("WORLD_SIZE", "1"))
         self.manifest_sha256: str | None = None
+        self.saved_epoch = 0  # the last epoch whose checkpoint is on disk (what a re-run resumes after)
 
     def completed_result(self) -> dict | None:
         """The run's result when it already completed on the data the spec resolves to now (else None)."""
         return completed_result(self.dir, self.spec.dataset, lambda: current_checksum(self.spec))
 
     def execute(self) -> dict:
+        """Skip a completed run; else check the results directory takes files, take the run's lock (a second start
+        of the same run refuses: bench.lock), and train, resuming from the last checkpoint."""
         done = self.completed_result()
         if done is not None:
             self.console.print(f"[green]already completed[/]: {self.dir} (same spec hash, same data); skipping")
             return done
-        self.dir.mkdir(parents=True, exist_ok=True)
+        writable_dir(self.dir, flag="--results")  # a read-only or foreign results directory: one line, no work done
+        lock = RunLock(self.dir).acquire() if self.rank == 0 else None
+        try:
+            if lock is not None and lock.took_over:
+                self.console.print(f"[yellow]took over the stale lock of this run[/] ({lock.took_over})",
+                                   highlight=False, soft_wrap=True)
+            done = self.completed_result()  # the holder of the lock may have completed it since the first check
+            if done is not None:
+                self.console.print(f"[green]already completed[/]: {self.dir} (by another process); skipping")
+                return done
+            return self._execute_locked()
+        finally:
+            if lock is not None:
+                lock.release()
+
+    def _execute_locked(self) -> dict:
         if self.rank == 0:
             atomic_write_text(self.dir / "spec.yaml", self.spec.to_yaml())
             set_status(self.dir, "running")
@@ -123,15 +143,29 @@ class Run:
         try:
             result = self._execute()
         except KeyboardInterrupt:
-            if self.rank == 0:
-                set_status(self.dir, "interrupted")
+            self._record_failure("interrupted")
             raise
+        except DiskFullError as e:
+            self._record_failure("failed", e)
+            saved = f"it resumes after epoch {self.saved_epoch}, which is saved" if self.saved_epoch else \
+                "no epoch was saved yet, so it starts over"
+            raise DiskFullError(f"{e} - {saved}") from e
         except BaseException as e:
-            if self.rank == 0:
-                set_status(self.dir, "failed")
-                atomic_write_text(self.dir / "error.txt", "".join(traceback.format_exception(e)))
+            self._record_failure("failed", e)
             raise
         return result
+
+    def _record_failure(self, status: str, e: BaseException | None = None) -> None:
+        """`status` and error.txt, as far as the disk allows: on a full or read-only disk these writes fail too, and
+        the error the user must read is the one that stopped the run, not this one."""
+        if self.rank != 0:
+            return
+        try:
+            set_status(self.dir, status)
+            if e is not None:
+                atomic_write_text(self.dir / "error.txt", "".join(traceback.format_exception(e)))
+        except (OSError, BenchError):
+            pass
 
     # ------------------------------------------------------------------------------------------
     def _execute(self) -> dict:
@@ -358,6 +392,7 @@ class Run:
             "epoch": state.epoch, "pending_eval": state.pending_eval, "rng": rng_state(), "best": state.best,
             "history": state.history, "config_hash": self.spec.config_hash(), "manifest_sha256": self.manifest_sha256,
         })
+        self.saved_epoch = state.epoch
         self._write_log(state.history)
 
     def _write_log(self, history: list[dict]) -> None:
@@ -377,6 +412,7 @@ class Run:
         set_rng_state(ck["rng"])
         state = RunState(epoch=ck["epoch"], history=list(ck["history"]), best=dict(ck["best"]),
                          pending_eval=bool(ck.get("pending_eval", False)))
+        self.saved_epoch = state.epoch
         evaluated_path = self.dir / "checkpoints" / "evaluated.pt"
         if state.pending_eval and evaluated_path.is_file():  # that epoch's evaluation finished after last.pt
             ev = torch.load(evaluated_path, map_location="cpu", weights_only=True)

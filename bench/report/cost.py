@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from bench.report.tables import _fmt, _md_table, _write_csv
-from bench.store import StoredRun
+from bench.store import StoredRun, atomic_write_text
 
 
 def cost_rows(runs: Sequence[StoredRun], results_dir: Path) -> dict[str, list[dict]]:
@@ -62,7 +62,7 @@ def write_cost_tables(rows_by_key: dict[str, list[dict]], tables_dir: Path, stam
                  _fmt(r["peak_mem_mb"], 1)] for r in rows]
         parts.append(f"\n## `{key}`\n\n" + _md_table(header, disp))
     md = tables_dir / "cost.md"
-    md.write_text("".join(parts))
+    atomic_write_text(md, "".join(parts))
     csv = tables_dir / "cost.csv"
     all_rows = [r for rows in rows_by_key.values() for r in rows]
     _write_csv(csv, all_rows, list(all_rows[0].keys()))
