@@ -15,7 +15,7 @@ import yaml
 
 from bench.errors import BenchError
 
-data_app = typer.Typer(help="Check, pack and benchmark datasets on disk.", no_args_is_help=True)
+data_app = typer.Typer(help="Check, verify, pack and benchmark datasets on disk.", no_args_is_help=True)
 
 
 def parse_options(items: list[str] | None, **extra) -> dict:
@@ -67,6 +67,52 @@ def check(
     else:
         render(report)
     raise typer.Exit(0 if report["usable"] else 1)
+
+
+@data_app.command()
+def verify(
+    dataset: str = typer.Option(..., "--dataset", "-d", help="dataset name (dfew, ferv39k, mafw, synthetic, ...)"),
+    root: str | None = typer.Option(None, "--root", help="the prepared copy (else env var / config / data home)"),
+    fold: int | None = typer.Option(None, "--fold", help="one fold (default: all folds; the checkpoint: fold 1)"),
+    with_: str | None = typer.Option(None, "--with", help="METHOD:SOURCE:FILE, a released checkpoint to evaluate"),
+    expect: str | None = typer.Option(None, "--expect", help="uar=NN.N[,war=NN.N]: the number the checkpoint "
+                                      "should reach (default: its published per-fold number)"),
+    quick: bool = typer.Option(False, "--quick", help="a stratified few hundred test videos, and hashing a subset"),
+    variant: str | None = typer.Option(None, "--variant", help="frame variant, e.g. clip_224x224_16f"),
+    option: list[str] | None = typer.Option(None, "--option", "-o", help="data option key=value (repeatable)"),
+    device: str | None = typer.Option(None, "--device"),
+    workers: int | None = typer.Option(None, "--workers"),
+    out: Path | None = typer.Option(None, "--out", help="where verify.md / verify.json go (default: "
+                                    "results/verify/<dataset>-<fold>-<time>)"),
+    json_out: bool = typer.Option(False, "--json", help="print the JSON report"),
+) -> None:
+    """Is this the data the papers used? A fingerprint against the release (counts, frames per clip, resolution,
+    colour, duplicates, unreadable clips); with --with, a released checkpoint's score against its published
+    per-fold number and a diagnosis of the preparation difference. Writes nothing into the dataset."""
+    from datetime import datetime
+
+    from rich.console import Console
+
+    from bench.report.literature import load_all_literature
+    from bench.verify import render_markdown, write_report
+    from bench.verify import verify as run_verify
+
+    _load_datasets()
+    con = Console(stderr=True)
+    opts = parse_options(option, variant=variant)
+    rep = run_verify(dataset, root, fold, opts, with_=with_, expect=expect, quick=quick, device=device,
+                     workers=workers, literature=load_all_literature(),
+                     progress=None if json_out else (lambda s: con.print(f"[dim]{s}[/dim]", highlight=False)))
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    out = out or Path("results") / "verify" / f"{dataset}-f{fold if fold is not None else 'all'}-{stamp}"
+    files = write_report(rep, out)
+    if json_out:
+        typer.echo(json.dumps(rep, indent=1, default=str))
+    else:
+        typer.echo(render_markdown(rep))
+        typer.echo(f"written: {', '.join(map(str, files))}")
+    bad = rep["mismatches"] or (rep.get("checkpoint") or {}).get("verdict", {}).get("verdict") in ("below", "above")
+    raise typer.Exit(1 if bad else 0)
 
 
 @data_app.command()

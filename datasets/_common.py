@@ -269,13 +269,15 @@ def check_disjoint(rows: list[Row], dataset: str, fold: int | None) -> None:
             )
 
 
-def cache_dir_for(root: Path) -> Path:
-    """`<root>/.dfer-bench/manifests` when writable, else the per-user cache keyed by the root's path."""
+def cache_dir_for(root: Path, user_only: bool = False) -> Path:
+    """`<root>/.dfer-bench/manifests` when writable, else (or with `user_only`: a caller that must not write into
+    the dataset, `bench data verify`) the per-user cache keyed by the root's path."""
     d = root / ".dfer-bench" / "manifests"
     try:
-        d.mkdir(parents=True, exist_ok=True)
-        if os.access(d, os.W_OK):
-            return d
+        if not user_only:
+            d.mkdir(parents=True, exist_ok=True)
+            if os.access(d, os.W_OK):
+                return d
     except OSError:
         pass
     key = hashlib.sha256(os.path.abspath(root).encode()).hexdigest()[:16]
@@ -366,7 +368,8 @@ def cached_manifest(*, dataset: str, root: Path, fold: int | None, options: dict
     level = options.get("verify", "count")
     name = f"{dataset}-f{fold if fold is not None else 0}-{options_key(options, option_keys)}.json"
     try:
-        cdir: Path | None = cache_dir_for(root)  # created first: it may change the media folder's mtime
+        # created first: it may change the media folder's mtime
+        cdir: Path | None = cache_dir_for(root, user_only=bool(options.get("_readonly_root")))
     except OSError:
         cdir = None
     sums = {str(p): file_sha256(p) for p in split_files}

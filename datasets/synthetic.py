@@ -73,7 +73,7 @@ DEFAULTS: dict[str, Any] = {
     "label_noise": 0.0,  # fraction of TRAIN labels flipped to another class (test labels stay clean)
 }
 # options keys that belong to the data core, not to the generator; allowed, ignored here
-PASSTHROUGH_OPTIONS = frozenset({"on_bad_clip", "verify", "refresh", "_collect"})
+PASSTHROUGH_OPTIONS = frozenset({"on_bad_clip", "verify", "refresh", "_collect", "_readonly_root"})
 DEFAULT_FOLDS = (1, 2, 3)
 DEFAULT_COUNTS = {1: (420, 210), 2: (420, 210), 3: (420, 210)}
 
@@ -390,6 +390,9 @@ def build_manifest(root: Path, fold: int | None, options: dict) -> Manifest:
     fold = 1 if fold is None else int(fold)
     if not 1 <= fold <= knobs["folds"]:
         raise DataError(f"synthetic: fold {fold} does not exist; this variant has folds 1..{knobs['folds']}")
+    if options.get("_readonly_root") and not (Path(root) / variant_key(knobs)).is_dir():
+        raise DataError(f"{root}: no synthetic variant {variant_key(knobs)} here (a prepared copy holds "
+                        "<root>/<variant>/clips and splits); pass the --root that holds it")
     vroot = ensure_generated(Path(root), options)
     rows: list[Row] = []
     files: list[Path] = []

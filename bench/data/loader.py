@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import random
 import zlib
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +33,7 @@ class ClipDataset(Dataset):
     instead of the augmented clip; batch them with `collate` and finish with transforms.augment_batch."""
 
     def __init__(self, manifest: Manifest, records: list[ClipRecord], cfg, *, train: bool, seed: int = 0,
-                 on_bad_clip: str = "error", augment_on: str = "worker"):
+                 on_bad_clip: str = "error", augment_on: str = "worker", view_hook=None):
         self.root = Path(manifest.root)
         self.classes = manifest.classes
         self.records = records
@@ -43,6 +44,9 @@ class ClipDataset(Dataset):
         self.on_bad_clip = on_bad_clip
         self.augment_on = augment_on if train else "worker"
         self.collate = collate_frames if self.augment_on == "device" else None
+        # test mode: view_hook(clip (C,T,H,W) in [0, 1], record) -> clip, before normalisation (a corruption, a
+        # preparation alternative of the data check); picklable for the loader workers
+        self.view_hook = view_hook
         self.items: list[tuple[int, int, list[int]]] = []  # (video index, temporal view, frame indices)
         if not train:
             self._expand_views()
@@ -69,7 +73,8 @@ class ClipDataset(Dataset):
         vi, ti, idx = self.items[i]
         rec = self.records[vi]
         clip = read_clip(self.root / rec.rel_path, idx, size=self.cfg.size)
-        crops = torch.stack(eval_transforms(clip, self.cfg))
+        hook = None if self.view_hook is None else partial(self.view_hook, record=rec)
+        crops = torch.stack(eval_transforms(clip, self.cfg, hook))
         return {"clip": crops, "label": rec.label, "video": vi, "view": ti, **self._streams(rec, idx)}
 
     def _train_item(self, i: int, attempt: int = 0) -> dict:

@@ -307,12 +307,14 @@ def collate_frames(items: list[dict]) -> dict:
     return {"clip": batch, "sizes": sizes, **rest}
 
 
-def eval_transforms(clip, cfg) -> list[torch.Tensor]:
-    """uint8 (T,H,W,3) -> list of float (3,T,S,S), one per spatial crop (1: centre; 3: corners + centre)."""
+def eval_transforms(clip, cfg, hook=None) -> list[torch.Tensor]:
+    """uint8 (T,H,W,3) -> list of float (3,T,S,S), one per spatial crop (1: centre; 3: corners + centre).
+    `hook` (C,T,H,W float in [0, 1]) -> the same, runs on each crop before normalisation (test-time corruptions,
+    the data check's preparation alternatives)."""
     x = torch.from_numpy(clip).permute(0, 3, 1, 2)
     if cfg.test_crops == 1:
         x = TF.resize(x, cfg.size, interpolation=_INTERP[cfg.interpolation], antialias=True)
-        return [_finish(TF.center_crop(x, [cfg.size, cfg.size]), cfg)]
+        return [_finish(TF.center_crop(x, [cfg.size, cfg.size]), cfg, hook)]
     short = int(round(cfg.size * 256 / 224))
     x = TF.resize(x, short, interpolation=_INTERP[cfg.interpolation], antialias=True)
     h, w = x.shape[-2:]
@@ -323,13 +325,15 @@ def eval_transforms(clip, cfg) -> list[torch.Tensor]:
         boxes = [((h - s) // 2, 0), ((h - s) // 2, (w - s) // 2), ((h - s) // 2, w - s)]
     else:
         boxes = [(0, (w - s) // 2), ((h - s) // 2, (w - s) // 2), (h - s, (w - s) // 2)]
-    return [_finish(TF.crop(x, top, left, s, s), cfg) for top, left in boxes]
+    return [_finish(TF.crop(x, top, left, s, s), cfg, hook) for top, left in boxes]
 
 
-def _finish(x: torch.Tensor, cfg) -> torch.Tensor:
+def _finish(x: torch.Tensor, cfg, hook=None) -> torch.Tensor:
     x = x.float().div_(255.0)
     if cfg.clamp:
         x = x.clamp_(0.0, 1.0)
+    if hook is not None:
+        x = hook(x.permute(1, 0, 2, 3)).permute(1, 0, 2, 3)
     if cfg.mean is not None:
         mean = torch.tensor(cfg.mean).view(1, 3, 1, 1)
         std = torch.tensor(cfg.std).view(1, 3, 1, 1)

@@ -12,6 +12,9 @@ from bench.registry import METHODS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_LITERATURE = REPO_ROOT / "results" / "reference" / "literature.csv"
+# rows this project added from primary sources (per-fold logs, repository READMEs, tables the survey lacks), same
+# columns and conventions; the survey's own file stays a byte-identical copy
+ADDED_LITERATURE = REPO_ROOT / "results" / "reference" / "literature_added.csv"
 # our dataset name -> the literature CSV's "dataset" string
 LITERATURE_DATASETS: dict[str, str] = {"dfew": "DFEW", "ferv39k": "FERV39k", "mafw": "MAFW"}
 _KIND_RANK = {"paper": 0, "repo": 1, "secondary": 2, "third-party": 3}
@@ -47,6 +50,12 @@ def load_literature(path: Path | None) -> list[dict]:
                     row[k] = None
             rows.append(row)
     return rows
+
+
+def load_all_literature(path: Path | None = None) -> list[dict]:
+    """The survey's rows (or `path`) followed by the project's added rows."""
+    rows = load_literature(path or DEFAULT_LITERATURE)
+    return rows + [{**r, "_row": len(rows) + i} for i, r in enumerate(load_literature(ADDED_LITERATURE))]
 
 
 def _split_rank(split: str) -> int:
