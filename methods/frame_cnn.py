@@ -14,7 +14,8 @@ temporal model at all (the single-frame control, family static).
   (default) = the DFEW trainer, constant for constant (config/reslstm.yaml + main.py: Adam 1e-3 constant, batch 32,
   500 epochs, no augmentation, [0, 1] pixels, the `dfew` sampler, best epoch on test; methods/_baseline_recipes.py);
   `bench2d` = the harness's own frame-CNN recipe. Its published number is the DFEW paper's Table 4 row
-  "Resnet18+LSTM 42.86 / 53.08" (time-interpolated 16-frame clips), which is not in the shared literature file.
+  "Resnet18+LSTM 42.86 / 53.08" (time-interpolated 16-frame clips, metrics over the pooled predictions of the 5
+  folds), row "ResNet18-LSTM (DFEW paper, TIM)" of results/reference/literature_added.csv.
 * `r18_lstm512`: timm ResNet-18 (BasicBlock, 512-d) per frame + 1-layer LSTM(512), last state classified. 13.28 M
   params / 7.81 GMACs at 16x112² (fvcore counts the trunk's 7.778 G; the LSTM adds 0.03 G). It carries the tables'
   "ResNet18-LSTM" rows. Evidence for DFEW's "ResNet18-LSTM 51.32 / 63.85" (SVFAP Table 8 cites it as "ResNet-18+LSTM
@@ -232,7 +233,7 @@ DFEW_RESLSTM_RECIPE = with_protocols("dfew_code", dfew_code=dfew_code("reslstm")
 
 
 @register_method("r18_lstm", family="CNN+RNN", input=InputSpec(16, 112), paper=DFEW_PAPER, recipe=DFEW_RESLSTM_RECIPE,
-                 weights={"dfew": DFEW_WEIGHTS},
+                 weights={"dfew": DFEW_WEIGHTS}, literature=("ResNet18-LSTM (DFEW paper, TIM)",),
                  test_views_note="dfew_code: 16 random sorted frames (train) / linspace (test), 1 view, epoch "
                                  "picked on test")
 def r18_lstm(num_classes: int, frames: int, size: int, dfew_init: bool = True) -> nn.Module:

@@ -5,8 +5,8 @@ stages 2-4 use 1x3x3 convs ("mixed convolutions"), so time is never down-sampled
 It is one of the DFEW paper's 3D-CNN baselines. Official code: jiangxingxun/DFEW @
 7c1ba78f6fb13b59333b3e831d46d83ab812b10f (no licence file: read for facts only, nothing copied), which builds
 `torchvision.models.video.resnet.mc3_18(pretrained=False)` and replaces `fc` by Linear(512, 7). Its README releases
-per-fold mc3_18 weights (DFEW, plain extracted frames: WAR 57.02 / UAR 46.50). No MC3-18 row exists in the
-literature tables (literature=()).
+per-fold mc3_18 weights (DFEW, plain extracted frames: WAR 57.02 / UAR 46.50; row "MC3-18 (DFEW repo)" of
+results/reference/literature_added.csv). No MC3-18 row exists in the published comparison tables.
 
 Size at 16x112², 7 classes: 11.49 M params / 43.40 GMACs (fvcore), measured from torchvision's model (baselines.md
 §11 [meas], /work/notes/cnn3d/NOTES.md). DFER tables list no cost for it. The network is torchvision's own class
@@ -103,7 +103,7 @@ RECIPE = with_protocols("dfew_code", dfew_code=dfew_code("mc3_18", SYNTHETIC), b
 
 
 @register_method("mc3_18", family="3D CNN", input=InputSpec(16, 112), paper=PAPER, recipe=RECIPE, weights=WEIGHTS,
-                 literature=(),
+                 literature=("MC3-18 (DFEW repo)",),
                  test_views_note="dfew_code: 16 random sorted frames (train) / linspace (test), 1 view, epoch "
                                  "picked on test")
 def mc3_18(num_classes: int, frames: int, size: int, dropout: float = 0.0, dfew_init: bool = True) -> nn.Module:

@@ -173,7 +173,7 @@ def r3d18(num_classes: int, frames: int, size: int, dropout: float = 0.0, shortc
 
 
 @register_method("r3d18_tv", family="3D CNN", input=InputSpec(16, 112), paper=TRAN, recipe=R3D18_TV_RECIPE,
-                 weights=_WEIGHTS,
+                 weights=_WEIGHTS, literature=("r3d_18 (DFEW repo)",),
                  test_views_note="dfew_code: 16 random sorted frames (train) / linspace (test), 1 view, epoch "
                                  "picked on test")
 def r3d18_tv(num_classes: int, frames: int, size: int, dropout: float = 0.0, dfew_init: bool = False) -> nn.Module:

@@ -354,3 +354,27 @@ def test_a_stored_spec_that_predates_a_key_joins_the_row_of_todays_spec():
     assert variant_hash({"spec": older}) == variant_hash({"spec": today})
     older["optim"]["lr"] = today["optim"]["lr"] * 2
     assert variant_hash({"spec": older}) != variant_hash({"spec": today})
+
+
+def test_added_literature_rows_follow_the_survey_conventions():
+    """results/reference/literature_added.csv: the survey's header, a source and a kind on every row, numbers in
+    percent, and every literature name a registered method lists is found in one of the two files."""
+    from bench.registry import METHODS
+    from bench.report.literature import ADDED_LITERATURE, load_all_literature
+
+    with open(LITERATURE, newline="") as f:
+        header = next(csv.reader(f))
+    with open(ADDED_LITERATURE, newline="") as f:
+        reader = csv.reader(f)
+        assert next(reader) == header
+        rows = list(reader)
+    assert rows
+    for r in rows:
+        row = dict(zip(header, r, strict=True))
+        assert row["source"].strip() and row["source_kind"] in ("paper", "repo", "third-party"), row
+        for k in ("uar", "war"):
+            assert row[k] == "" or 0 < float(row[k]) <= 100, row
+    names = {r["method"] for r in load_all_literature()}
+    for m in METHODS.names():
+        missing = [n for n in METHODS.get(m).literature if n not in names]
+        assert not missing, (m, missing)
