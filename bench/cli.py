@@ -1,5 +1,6 @@
 """`bench`: list, run, eval, compare, profile, report, sweep, data. Commands are thin: they build a spec and call the
-library functions the tests call directly. Errors caused by input print one line (exit code 2)."""
+library functions the tests call directly. Errors caused by input print one line (exit code 2; 3 when the run is
+already being computed by another process)."""
 
 from __future__ import annotations
 
@@ -251,7 +252,11 @@ def eval_cmd(
     zero_shot: Annotated[bool, typer.Option("--zero-shot", help="evaluate a zero-shot method with no training (weights from --init)")] = False,
     init: Annotated[str | None, typer.Option(help="--zero-shot: <weights source>:<local file>")] = None,
     compound: Annotated[str | None, typer.Option(help="score mafw_compound with a run trained on MAFW's 11 classes: ppa_mean | ppa_product | ppa_sum | pfsa")] = None,
-    run: Annotated[Path | None, typer.Option(help="--compound: the run directory of the trained model")] = None,
+    run: Annotated[Path | None, typer.Option(help="a completed run directory: with --corrupt / --on, or --compound")] = None,
+    corrupt: Annotated[str | None, typer.Option(help="--run: corruptions to evaluate: all, NAME[,NAME], NAME:SEVERITY")] = None,
+    on: Annotated[str | None, typer.Option("--on", help="--run: another dataset's test split, classes mapped by name")] = None,
+    option: Annotated[list[str] | None, typer.Option("--option", "-o", help="--on: the target's data option key=value")] = None,
+    mapping: Annotated[Path | None, typer.Option(help="--on: YAML `model class: target class` (own datasets)")] = None,
     protocol: Annotated[str | None, typer.Option()] = None,
     device: Annotated[str | None, typer.Option()] = None,
     workers: Annotated[int | None, typer.Option()] = None,
@@ -263,6 +268,8 @@ def eval_cmd(
 ) -> None:
     """Evaluate a saved model on a dataset's test split (the run's own spec when the checkpoint is in a run dir);
     or a zero-shot method with no training (--zero-shot); or a MAFW model on the compound classes (--compound)."""
+    if corrupt or on:
+        return _eval_robustness(run, corrupt, on, fold, option, mapping, device, workers, root, as_json)
     if zero_shot:
         from bench.fusion import zero_shot as run_zero_shot
 
@@ -293,6 +300,44 @@ def eval_cmd(
     out.print(f"{result['method']} on {result['dataset']} fold {result['fold']} ({label}): UAR {100 * m['uar']:.2f}  "
               f"WAR {100 * m['war']:.2f}  macro-F1 {100 * m['macro_f1']:.2f}  ({m['n_test']} test videos) -> "
               f"{result.get('out_dir') or result.get('dir')}", highlight=False, soft_wrap=True)
+
+
+def _eval_robustness(run: Path | None, corrupt: str | None, on: str | None, fold: int | None, option, mapping,
+                     device: str | None, workers: int | None, root: Path | None, as_json: bool) -> None:
+    """`bench eval --run RUN --corrupt ...` / `--on DATASET`: results written beside the run."""
+    from bench.robustness import evaluate_corruptions, evaluate_on
+
+    if run is None:
+        raise BenchError("--corrupt / --on evaluate a trained run: give --run <run directory>")
+    if corrupt and on:
+        raise BenchError("use --corrupt or --on, one at a time")
+    if corrupt:
+        from bench.data.corruptions import parse_corruptions
+
+        items = parse_corruptions(corrupt)
+        results = evaluate_corruptions(run, items, device=device, workers=workers,
+                                       progress=None if as_json else (lambda s: err.print(f"[dim]{s}[/dim]")))
+        if as_json:
+            return _print_json(results)
+        table = Table(title=f"{run.name}: UAR (%) under corruption", box=None, pad_edge=False)
+        for col in ("corruption", "severity", "UAR", "WAR"):
+            table.add_column(col)
+        for r in results:
+            table.add_row(r["corruption"], str(r["severity"] or "-"), f"{100 * r['metrics']['uar']:.2f}",
+                          f"{100 * r['metrics']['war']:.2f}")
+        out.print(table)
+        out.print(f"written under {run / 'corruptions'}")
+        return
+    from bench.cli_data import parse_options
+
+    r = evaluate_on(run, on, fold, parse_options(option), mapping, device=device, workers=workers,
+                    root=str(root) if root else None)
+    if as_json:
+        return _print_json(r)
+    c, m = r["cross"], r["metrics"]
+    out.print(f"{c['source']} -> {c['target']} (fold {c['fold']}): UAR {100 * m['uar']:.2f}  WAR {100 * m['war']:.2f} "
+              f"on {m['n_test']} clips of {len(m['classes'])} mapped classes ({c['excluded_clips']} clips of unmapped "
+              f"classes left out)", highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -418,12 +463,14 @@ def report(
     plots: Annotated[bool, typer.Option(help="write PNG plots")] = True,
     paper: Annotated[str | None, typer.Option(help="one paper's tables: svfap, ifdd, s2d, mae_dfer, zoo, or a paper file")] = None,
     reported: Annotated[list[Path] | None, typer.Option(help="extra published numbers (CSV with literature.csv's columns)")] = None,
+    mce_baseline: Annotated[str | None, typer.Option(help="the method whose corruption errors normalise mCE (default static_r18)")] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Tables (md/csv/tex), plots and a manifest from every completed result.json (or one paper's tables)."""
     from bench.report import write_report
 
-    summary = write_report(results, out_dir, plots=plots, paper=paper, reported=reported or ())
+    summary = write_report(results, out_dir, plots=plots, paper=paper, reported=reported or (),
+                           mce_baseline=mce_baseline)
     if as_json:
         return _print_json(summary)
     files = summary.get("files", [])
@@ -494,12 +541,22 @@ def sweep(
 
 
 def main() -> None:
-    """Console entry point: BenchError -> one line on stderr, exit code 2 (no traceback)."""
+    """Console entry point: BenchError -> one line on stderr, exit code 2 (3: the run is held by another process;
+    no traceback). An OSError from a read-only, foreign or full directory that no command turned into a
+    BenchError gets the same one line; any other exception keeps its traceback (a bug to report)."""
     try:
         app()
     except BenchError as e:
         err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
         raise SystemExit(e.exit_code) from None
+    except OSError as e:
+        from bench.store import storage_error
+
+        line = storage_error(e, Path(e.filename or "."))
+        if line is None:
+            raise
+        err.print(f"[bold red]error:[/] {line}", highlight=False, soft_wrap=True)
+        raise SystemExit(line.exit_code) from None
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ import numpy as np
 from bench.errors import BenchError
 from bench.report.aggregate import SELECTION_LABELS, Group, _pct, group_runs, per_class_rows, summarise_group
 from bench.report.cost import cost_rows, write_cost_tables
-from bench.report.literature import DEFAULT_LITERATURE, REPO_ROOT, load_literature
+from bench.report.literature import DEFAULT_LITERATURE, REPO_ROOT, load_all_literature, load_literature
 from bench.report.plots import (
     _slug,
     pareto_front,
@@ -34,9 +34,16 @@ from bench.report.plots import (
     plot_curves,
     plot_robustness,
 )
+from bench.report.robustness import (
+    cross_rows,
+    plot_corruptions,
+    robustness_rows,
+    write_cross_table,
+    write_robustness_tables,
+)
 from bench.report.tables import MAIN_CSV_COLUMNS, _display_rows, _fmt, _write_csv, write_table
 from bench.report.uncertainty import COMPUTED, add_intervals
-from bench.store import load_runs
+from bench.store import atomic_write_text, load_runs, writable_dir
 
 __all__ = ["REPO_ROOT", "pareto_front", "write_report"]
 
@@ -153,7 +160,8 @@ def _dataset_plots(ds: str, groups: list[Group], plots_dir: Path) -> list[Path]:
 
 def write_report(results_dir: Path = Path("results"), out_dir: Path = Path("reports"),
                  formats: Sequence[str] = FORMATS, plots: bool = True, literature: Path | None = None,
-                 paper: str | Path | None = None, reported: Sequence[Path] = ()) -> dict[str, Any]:
+                 paper: str | Path | None = None, reported: Sequence[Path] = (),
+                 mce_baseline: str | None = None) -> dict[str, Any]:
     """Generate tables, plots and manifest.json from every completed run; returns what was written and used.
 
     `literature` defaults to results_dir/reference/literature.csv, else the repository's copy; `reported` CSVs
@@ -166,6 +174,7 @@ def write_report(results_dir: Path = Path("results"), out_dir: Path = Path("repo
     if not results_dir.is_dir():
         raise BenchError(f"{results_dir}: results directory not found; pass --results DIR (a folder holding runs/, "
                          "e.g. results or results/examples)")
+    writable_dir(out_dir, flag="--out")  # a read-only or foreign --out: one line before the report is computed
     formats = tuple(formats)
     unknown = set(formats) - set(FORMATS)
     if unknown:
@@ -173,7 +182,8 @@ def write_report(results_dir: Path = Path("results"), out_dir: Path = Path("repo
     if literature is None:
         local = results_dir / "reference" / "literature.csv"
         literature = local if local.is_file() else DEFAULT_LITERATURE
-    lit_rows = load_literature(literature)
+    lit_rows = load_all_literature(literature) if Path(literature) == DEFAULT_LITERATURE else \
+        load_literature(literature)
     for extra in reported:
         if not Path(extra).is_file():
             raise BenchError(f"{extra}: --reported file not found (a CSV with the columns of literature.csv)")
@@ -186,9 +196,10 @@ def write_report(results_dir: Path = Path("results"), out_dir: Path = Path("repo
         stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
         res = write_paper_report(paper, runs, lit_rows, out_dir, stamp, formats, plots)
         mpath = out_dir / "papers" / res["paper"] / "manifest.json"
-        mpath.write_text(json.dumps({"generated_at": stamp, "generator": "bench report --paper", "paper": res["paper"],
-                                     "paper_file": res["path"], "results_dir": str(results_dir), "run_ids": res["runs"],
-                                     "literature": [str(literature), *map(str, reported)]}, indent=2) + "\n")
+        atomic_write_text(mpath, json.dumps({
+            "generated_at": stamp, "generator": "bench report --paper", "paper": res["paper"], "paper_file": res["path"],
+            "results_dir": str(results_dir), "run_ids": res["runs"],
+            "literature": [str(literature), *map(str, reported)]}, indent=2) + "\n")
         return {"out_dir": str(out_dir), "files": [str(f) for f in res["files"]] + [str(mpath)], "runs": res["runs"],
                 "n_runs": len(res["runs"]), "skipped": skipped, "paper": res["paper"], "manifest": str(mpath)}
     groups_by_ds = group_runs(runs)
@@ -217,6 +228,12 @@ def write_report(results_dir: Path = Path("results"), out_dir: Path = Path("repo
             add_intervals(groups, apart)
             files += _apart_table(ds, kind, groups, apart, tables_dir, formats, stamp)
     files += write_cost_tables(cost_rows(runs, results_dir), tables_dir, stamp)
+    robust: dict[str, list[dict]] = {}
+    for ds, groups in groups_by_ds.items():  # test-time corruptions, beside the runs (bench eval --corrupt)
+        rrows, base_name = robustness_rows(groups, mce_baseline)
+        robust[ds] = rrows
+        files += write_robustness_tables(ds, rrows, base_name, tables_dir, formats, stamp)
+    files += write_cross_table(cross_rows(runs), tables_dir, formats, stamp)
 
     if plots and runs:
         plots_dir.mkdir(parents=True, exist_ok=True)
@@ -225,6 +242,8 @@ def write_report(results_dir: Path = Path("results"), out_dir: Path = Path("repo
         for ds, groups in groups_by_ds.items():
             files += _dataset_plots(ds, groups, plots_dir)
             p = plot_robustness(groups, rows_by_ds[ds], plots_dir / f"robustness_{_slug(ds)}.png")
+            files += [p] if p else []
+            p = plot_corruptions(ds, robust.get(ds, []), plots_dir / f"corruptions_{_slug(ds)}.png")
             files += [p] if p else []
 
     used = [{"run_id": r.run_id, "result_json": str(r.path), "config_hash": r.get("config_hash", ""),
@@ -239,7 +258,7 @@ def write_report(results_dir: Path = Path("results"), out_dir: Path = Path("repo
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     mpath = out_dir / "manifest.json"
-    mpath.write_text(json.dumps(manifest, indent=2, default=str, allow_nan=False) + "\n")
+    atomic_write_text(mpath, json.dumps(manifest, indent=2, default=str, allow_nan=False) + "\n")
     files.append(mpath)
     return {"out_dir": str(out_dir), "files": [str(f) for f in files], "runs": [u["run_id"] for u in used],
             "n_runs": len(used), "skipped": skipped, "datasets": sorted(groups_by_ds), "manifest": str(mpath)}

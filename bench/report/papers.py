@@ -29,6 +29,7 @@ from bench.report.aggregate import Group, group_runs, variant_hash
 from bench.report.literature import LITERATURE_DATASETS, REPO_ROOT, _split_rank
 from bench.report.tables import _fmt, write_table
 from bench.spec import RunSpec, resolve_spec, semantic_view
+from bench.store import atomic_savefig
 
 PAPERS_DIR = REPO_ROOT / "results" / "reference" / "papers"
 NOT_RUN, NOT_REGISTERED = "not run", "not registered"
@@ -401,7 +402,7 @@ def plot_paper(paper: Paper, built: dict[str, list[dict]], path: Path) -> Path:
     ax.set_title(title, fontsize=9)
     ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
-    fig.savefig(path)
+    atomic_savefig(fig, path)
     return path
 
 

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from bench.report.aggregate import Group
+from bench.store import atomic_savefig
 
 
 def _new_figure(w: float, h: float) -> Any:
@@ -91,7 +92,7 @@ def plot_accuracy_vs_gmacs(rows_by_ds: dict[str, list[dict]], path: Path) -> Pat
                 ax.set_ylabel(f"{metric.upper()} (%)")
                 ax.set_title(f"{ds}: {metric.upper()} vs cost (size = params)")
         fig.tight_layout()
-        fig.savefig(path)
+        atomic_savefig(fig, path)
     return path
 
 
@@ -113,7 +114,7 @@ def plot_confusion(cm: np.ndarray, classes: list[str], title: str, path: Path) -
     ax.tick_params(axis="x", labelrotation=45)
     ax.tick_params(axis="y", labelrotation=0)
     fig.tight_layout()
-    fig.savefig(path)
+    atomic_savefig(fig, path)
     return path
 
 
@@ -157,7 +158,7 @@ def plot_curves(groups: list[Group], title: str, path: Path) -> Path | None:
         ax_uar.set_title(f"{title}: eval UAR (split as logged)")
         ax_uar.legend(fontsize=7, loc="lower right")
         fig.tight_layout()
-        fig.savefig(path)
+        atomic_savefig(fig, path)
     return path
 
 
@@ -200,5 +201,5 @@ def plot_robustness(groups: list[Group], rows: list[dict], path: Path) -> Path |
         ax.set_title("synthetic: robustness to label noise")
         ax.legend(fontsize=8)
         fig.tight_layout()
-        fig.savefig(path)
+        atomic_savefig(fig, path)
     return path

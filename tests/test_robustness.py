@@ -1,0 +1,91 @@
+"""Corruptions and cross-corpus evaluation of trained runs (bench/robustness.py, bench/report/robustness.py):
+`bench eval --corrupt` / `--on` through the installed script (results beside the run, resumed not recomputed,
+the same corrupted clips on every call), the report's robustness and cross-corpus tables, mCE against a hand
+computation, and one-line refusals of bad input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from bench.report.robustness import mce
+from tests.conftest import bench_cli
+from tests.fixtures_data import write_dfew, write_mafw
+
+TINY = ["--epochs", "1", "--workers", "0", "--no-progress", "--no-latency", "--batch-size", "4"]
+
+
+def test_mce_is_imagenet_c_adapted_to_uar():
+    """CE_c = sum_s (100 - UAR) / sum_s (100 - UAR_base); relative: the degradation from clean instead."""
+    row = {"clean": 60.0, "uar": {("clean", 0): 60.0, ("jpeg", 1): 55.0, ("jpeg", 2): 50.0, ("reverse", 1): 30.0}}
+    base = {"clean": 50.0, "uar": {("clean", 0): 50.0, ("jpeg", 1): 40.0, ("jpeg", 2): 30.0, ("reverse", 1): 45.0,
+                                   ("reverse", 2): 40.0}}
+    got = mce(row, base)
+    ce_jpeg = 100 * ((45 + 50) / (60 + 70))
+    assert got["ce"] == pytest.approx({"jpeg": ce_jpeg})  # reverse: severities differ, left out
+    assert got["mce"] == pytest.approx(ce_jpeg) and got["n"] == 1
+    assert got["rmce"] == pytest.approx(100 * ((5 + 10) / (10 + 20)))
+
+
+@pytest.mark.slow
+def test_corrupt_writes_beside_the_run_resumes_and_reports(tmp_path, data_home):
+    env = {"DFER_DATA_HOME": str(data_home)}
+    bench_cli(["run", "-m", "test_tiny", "-d", "synthetic", "--fold", "1", *TINY, "--set",
+               "data.options.clips_per_class=3", "--set", "data.options.folds=2"], tmp_path, env, check=True)
+    (result,) = (tmp_path / "results" / "runs").rglob("result.json")
+    run = result.parent
+    args = ["eval", "--run", str(run), "--corrupt", "jpeg:2,reverse:5,occlude_eyes:3", "--workers", "0", "--json"]
+    first = json.loads(bench_cli(args, tmp_path, env, check=True).stdout)
+    assert [(r["corruption"], r["severity"]) for r in first] == [("clean", 0), ("jpeg", 2), ("reverse", 5),
+                                                                ("occlude_eyes", 3)]
+    clean = json.loads((run / "result.json").read_text())["metrics"]
+    assert first[0]["metrics"]["confusion"] == clean["confusion"]  # the same model, the same clean evaluation
+    written = {p: p.stat().st_mtime_ns for p in (run / "corruptions").rglob("eval.json")}
+    again = json.loads(bench_cli(args, tmp_path, env, check=True).stdout)
+    assert again == first and {p: p.stat().st_mtime_ns for p in written} == written  # resumed, not recomputed
+    preds = np.load(run / "corruptions" / "jpeg-s2" / "predictions.npz")
+    assert preds["labels"].size == first[1]["metrics"]["n_test"]
+    out = tmp_path / "rep"
+    bench_cli(["report", "--results", str(tmp_path / "results"), "--out", str(out), "--mce-baseline", "test_tiny"],
+              tmp_path, env, check=True)
+    md = (out / "tables" / "robustness_synthetic.md").read_text()
+    assert "mCE" in md and "test_tiny" in md and (out / "plots" / "corruptions_synthetic.png").stat().st_size > 5000
+    for bad, message in ((["--corrupt", "jpg"], "unknown corruption 'jpg'"),
+                         (["--corrupt", "jpeg:6"], "outside 1-5"),
+                         (["--corrupt", "jpeg", "--on", "dfew"], "one at a time")):
+        proc = bench_cli(["eval", "--run", str(run), *bad], tmp_path, env)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr and message in proc.stderr, proc.stderr
+
+
+@pytest.mark.slow
+def test_cross_corpus_maps_classes_by_name_and_refuses_unmapped_model_classes(tmp_path):
+    dfew, mafw = write_dfew(tmp_path), write_mafw(tmp_path)
+    bench_cli(["run", "-m", "test_tiny", "-d", "dfew", "--root", str(dfew), "--fold", "1", *TINY], tmp_path, check=True)
+    (dfew_run,) = [p.parent for p in (tmp_path / "results" / "runs" / "dfew").rglob("result.json")]
+    r = json.loads(bench_cli(["eval", "--run", str(dfew_run), "--on", "mafw", "--root", str(mafw), "--fold", "2",
+                              "--workers", "0", "--json"], tmp_path, check=True).stdout)
+    c, m = r["cross"], r["metrics"]
+    assert c["mapping"]["angry"] == "anger" and c["mapping"]["happy"] == "happiness" and len(c["mapping"]) == 7
+    test_ids = (mafw / "Train & Test Set" / "single" / "no_caption" / "set_2" / "test.txt").read_text().split()
+    labels = test_ids[1::2]
+    basic = {"anger", "disgust", "fear", "happiness", "neutral", "sadness", "surprise"}
+    assert m["n_test"] == sum(lab in basic for lab in labels) and c["excluded_clips"] == sum(lab not in basic
+                                                                                              for lab in labels)
+    out = tmp_path / "rep"
+    bench_cli(["report", "--results", str(tmp_path / "results"), "--out", str(out), "--no-plots"], tmp_path, check=True)
+    cross = (out / "tables" / "cross_corpus.md").read_text()
+    assert "| dfew -> mafw | test_tiny |" in cross
+    assert "mafw" not in (out / "tables" / "dfew.md").read_text()  # never mixed with the in-domain rows
+
+    bench_cli(["run", "-m", "test_tiny", "-d", "mafw", "--root", str(mafw), "--fold", "1", *TINY], tmp_path, check=True)
+    (mafw_run,) = [p.parent for p in (tmp_path / "results" / "runs" / "mafw").rglob("result.json")]
+    proc = bench_cli(["eval", "--run", str(mafw_run), "--on", "dfew", "--root", str(dfew)], tmp_path)
+    assert proc.returncode == 2 and "contempt" in proc.stderr and "without a target class" in proc.stderr
+    mapping = tmp_path / "map.yaml"
+    mapping.write_text("anger: angry\ncontempt: angrry\n")
+    proc = bench_cli(["eval", "--run", str(mafw_run), "--on", "dfew", "--root", str(dfew), "--mapping", str(mapping)],
+                     tmp_path)
+    assert proc.returncode == 2 and "unknown target class 'angrry'" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
