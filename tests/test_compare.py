@@ -98,7 +98,8 @@ def test_compare_refuses_runs_that_do_not_share_their_test_videos(runs, tmp_path
 def test_report_intervals_best_marks_and_old_runs(runs, tmp_path):
     out = tmp_path / "rep"
     bench_cli(["report", "--results", str(runs["root"]), "--out", str(out), "--no-plots"], tmp_path, check=True)
-    rows = {r["method"]: r for r in csv.DictReader(open(out / "tables" / "dfew.csv"))}
+    with open(out / "tables" / "dfew.csv", newline="") as f:
+        rows = {r["method"]: r for r in csv.DictReader(f)}
     a, b = rows["r3d18"], rows["r18_gru"]
     assert a["ci_source"] == "stored in result.json" and "report time" in b["ci_source"]
     assert "3 folds" in a["ci_kind"]
@@ -116,8 +117,8 @@ def test_paper_cells_carry_verdicts(runs, tmp_path):
     out = tmp_path / "rep"
     bench_cli(["report", "--paper", "svfap", "--results", str(runs["root"]), "--out", str(out), "--no-plots"],
               tmp_path, check=True)
-    row = next(r for r in csv.DictReader(open(out / "papers" / "svfap" / "table8_dfew.csv"))
-               if r["row"] == "3D ResNet-18")
+    with open(out / "papers" / "svfap" / "table8_dfew.csv", newline="") as f:
+        row = next(r for r in csv.DictReader(f) if r["row"] == "3D ResNet-18")
     lo, hi, reported = float(row["lo_uar"]), float(row["hi_uar"]), float(row["reported_uar"])
     assert reported == 46.52 and lo < float(row["reproduced_uar"]) < hi
     expected = "reproduced" if lo <= reported <= hi else "above by"
