@@ -98,14 +98,20 @@ def list_datasets(as_json: Annotated[bool, typer.Option("--json")] = False) -> N
                      "root": str(root), "root_from": source, "present": present, "env_var": info.env_var})
     if as_json:
         return _print_json(rows)
-    table = Table(title="datasets")
-    for col in ("name", "classes", "folds", "protocol", "present", "root"):
-        table.add_column(col, overflow="fold")
+    # 80 columns: the short facts in a table, each root path on a line of its own (paths do not fold well)
+    table = Table(title="datasets (--json for everything)", box=None, pad_edge=False)
+    table.add_column("name", no_wrap=True, min_width=max(len(r["name"]) for r in rows))
+    table.add_column("folds", no_wrap=True, min_width=5)
+    table.add_column("classes", overflow="ellipsis", no_wrap=True, max_width=44)
+    table.add_column("present", no_wrap=True)
     for r in rows:
-        table.add_row(r["name"], f"{len(r['classes'])}: {', '.join(r['classes'][:3])}{', ...' if len(r['classes']) > 3 else ''}",
-                      ",".join(map(str, r["folds"])) or "single split", r["protocol"], r["present"],
-                      f"{r['root']} ({r['root_from']})")
+        table.add_row(r["name"], str(len(r["folds"])) if r["folds"] else "-",
+                      f"{len(r['classes'])}: {', '.join(r['classes'])}", "generated" if r["present"].startswith("generated") else r["present"])
     out.print(table)
+    out.print("folds: - = one train/test split")
+    out.print("roots (--root, the env var in --json, or data.root):")
+    for r in rows:
+        out.print(f"  {r['name']}: {r['root']}  ({r['root_from']})", soft_wrap=True, markup=False, highlight=False)
 
 
 # ---------------------------------------------------------------------------------------------- run
@@ -464,13 +470,14 @@ def report(
     paper: Annotated[str | None, typer.Option(help="one paper's tables: svfap, ifdd, s2d, mae_dfer, zoo, or a paper file")] = None,
     reported: Annotated[list[Path] | None, typer.Option(help="extra published numbers (CSV with literature.csv's columns)")] = None,
     mce_baseline: Annotated[str | None, typer.Option(help="the method whose corruption errors normalise mCE (default static_r18)")] = None,
+    site: Annotated[bool, typer.Option(help="also write the static results site (<out>/site/index.html)")] = True,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Tables (md/csv/tex), plots and a manifest from every completed result.json (or one paper's tables)."""
     from bench.report import write_report
 
     summary = write_report(results, out_dir, plots=plots, paper=paper, reported=reported or (),
-                           mce_baseline=mce_baseline)
+                           mce_baseline=mce_baseline, site=site)
     if as_json:
         return _print_json(summary)
     files = summary.get("files", [])

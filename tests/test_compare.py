@@ -110,7 +110,9 @@ def test_report_intervals_best_marks_and_old_runs(runs, tmp_path):
     assert float(a["uar_lo"]) == pytest.approx(100 * fm["lo"]) and float(a["uar_hi"]) == pytest.approx(100 * fm["hi"])
     assert a["vs_best"] == "best" and b["vs_best"] == "worse" and float(b["p_vs_best"]) < 0.05
     md = (out / "tables" / "dfew.md").read_text()
-    assert "UAR 95% CI" in md and "computed from the runs' predictions.npz at report time" in md
+    # the md cell carries the same interval as the CSV: 'mean ± sd [lo, hi]'
+    assert f"[{float(a['uar_lo']):.1f}, {float(a['uar_hi']):.1f}]" in md, md
+    assert "computed from the runs' predictions.npz at report time" in md
 
 
 def test_paper_cells_carry_verdicts(runs, tmp_path):

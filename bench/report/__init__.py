@@ -41,7 +41,15 @@ from bench.report.robustness import (
     write_cross_table,
     write_robustness_tables,
 )
-from bench.report.tables import MAIN_CSV_COLUMNS, _display_rows, _fmt, _write_csv, write_table
+from bench.report.tables import (
+    MAIN_CSV_COLUMNS,
+    PROTOCOL_CSV_COLUMNS,
+    _display_rows,
+    _fmt,
+    _protocol_display_rows,
+    _write_csv,
+    write_table,
+)
 from bench.report.uncertainty import COMPUTED, add_intervals
 from bench.store import atomic_write_text, load_runs, writable_dir
 
@@ -52,7 +60,8 @@ FORMATS = ("md", "csv", "tex")
 
 def _main_notes(rows: list[dict]) -> list[str]:
     notes = ["UAR/WAR: mean ± std over folds (unweighted mean of per-fold values; seeds averaged within "
-             "a fold); a single split shows mean ± std over seeds, or the value for one run.",
+             "a fold), then the 95% CI in brackets; a single split shows mean ± std over seeds, or the value for "
+             "one run.",
              "95% CI: one split (or one fold) = a bootstrap over its test videos, stratified by class, 2,000 "
              "resamples, percentile interval (seeds: the seed-averaged metric on the same resampled videos); several "
              "folds = each fold's bootstrap variance plus the between-fold variance (DerSimonian-Laird), t on k-1 "
@@ -63,7 +72,13 @@ def _main_notes(rows: list[dict]) -> list[str]:
              "where the rows do not share their test videos.",
              "GMACs: fvcore (MAC convention), one clip at batch 1; GMACs/video multiplies by the test views.",
              "reported: numbers copied from the literature (results/reference/literature.csv); "
-             "never re-measured."]
+             "never re-measured. reported source: a short tag; the full source, split, params and GFLOPs are in "
+             "the protocol table.",
+             "protocol: the protocol's name, with what changes the reading of a row (data options such as "
+             "label_noise, BEST ON TEST, a random init standing in for the method's weights); frames x size, "
+             "epochs, sampling, test views, selection, init, runs (seeds), seed sd, trainable params and GMACs/video "
+             "are in the protocol table (<dataset>_protocol.md, same rows in the same order; 'cfg' = the "
+             "configuration hash), every column in the CSV."]
     if any(r["selection"] == "best_on_test" for r in rows):
         notes.append("BEST ON TEST: the epoch was chosen on the test split (optimistic, as some papers do).")
     if any(not r["complete"] for r in rows):
@@ -75,19 +90,33 @@ def _main_notes(rows: list[dict]) -> list[str]:
     return notes
 
 
+def _protocol_notes() -> list[str]:
+    return ["Rows in the order of the main table; method and protocol read as there, cfg = the configuration hash "
+            "(the spec without fold and seed).",
+            "test views: temporal sampling, clips x crops (views per video); sampling: sampler/stride.",
+            "seed sd: the spread of UAR over seeds (within a fold), never inside the interval.",
+            "GMACs/video: GMACs per clip (fvcore, batch 1) times the test views.",
+            "reported source: every literature row used, [split] of the accuracy row."]
+
+
 def _dataset_tables(ds: str, groups: list[Group], rows: list[dict], tables_dir: Path, formats: Sequence[str],
                     stamp: str) -> list[Path]:
-    """The main table, the per-class table and the per-run CSV of one dataset."""
+    """The main table (compact md/tex, every column in its CSV), the protocol table, the per-class table and the
+    per-run CSV of one dataset."""
     from bench import __version__
 
     header, disp = _display_rows(rows)
     header_t, disp_t = _display_rows(rows, tex=True)
-    caption = (f"{ds}: UAR/WAR (%) as mean ± std over folds (unweighted mean of per-fold values), reproduced by "
-               f"dfer-bench {__version__}; reported = published numbers (results/reference/literature.csv). "
-               "GMACs: fvcore, 1 clip, batch 1.")
+    caption = (f"{ds}: UAR/WAR (%) as mean ± std over folds (unweighted mean of per-fold values) [95% CI], "
+               f"reproduced by dfer-bench {__version__}; reported = published numbers (results/reference/literature.csv). "
+               f"GMACs: fvcore, 1 clip, batch 1. Training and test protocol of each row: table {ds}_protocol.")
     files = write_table(tables_dir, ds, title=ds, header=header, display=disp, rows=rows, columns=MAIN_CSV_COLUMNS,
                         formats=formats, stamp=stamp, notes=_main_notes(rows), caption=caption, tex_display=disp_t,
                         raw_cols=tuple(header_t.index(h) for h in ("UAR (%)", "WAR (%)", "macro-F1 (%)")))
+    header_p, disp_p = _protocol_display_rows(rows)  # the detail the main table leaves out, row for row
+    files += write_table(tables_dir, f"{ds}_protocol", title=f"{ds}: protocol of each row of {ds}.md",
+                         header=header_p, display=disp_p, rows=rows, columns=PROTOCOL_CSV_COLUMNS, formats=formats,
+                         stamp=stamp, notes=_protocol_notes(), caption=f"{ds}: training and test protocol per row.")
 
     pc_rows, all_classes = [], []
     for g, r in zip(groups, rows, strict=True):
@@ -161,7 +190,7 @@ def _dataset_plots(ds: str, groups: list[Group], plots_dir: Path) -> list[Path]:
 def write_report(results_dir: Path = Path("results"), out_dir: Path = Path("reports"),
                  formats: Sequence[str] = FORMATS, plots: bool = True, literature: Path | None = None,
                  paper: str | Path | None = None, reported: Sequence[Path] = (),
-                 mce_baseline: str | None = None) -> dict[str, Any]:
+                 mce_baseline: str | None = None, site: bool = True) -> dict[str, Any]:
     """Generate tables, plots and manifest.json from every completed run; returns what was written and used.
 
     `literature` defaults to results_dir/reference/literature.csv, else the repository's copy; `reported` CSVs
@@ -246,6 +275,11 @@ def write_report(results_dir: Path = Path("results"), out_dir: Path = Path("repo
             p = plot_corruptions(ds, robust.get(ds, []), plots_dir / f"corruptions_{_slug(ds)}.png")
             files += [p] if p else []
 
+    if site:
+        from bench.report.site import write_site
+
+        files += write_site(out_dir / "site", groups_by_ds=groups_by_ds, rows_by_ds=rows_by_ds, runs=runs,
+                            literature=lit_rows, results_dir=results_dir, stamp=stamp)
     used = [{"run_id": r.run_id, "result_json": str(r.path), "config_hash": r.get("config_hash", ""),
              "dataset": r["dataset"], "method": r["method"], "fold": r.get("fold"), "seed": r.get("seed")}
             for r in runs]

@@ -43,56 +43,174 @@ def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
     return front
 
 
-def plot_accuracy_vs_gmacs(rows_by_ds: dict[str, list[dict]], path: Path) -> Path | None:
-    """UAR (top) and WAR (bottom) vs GMACs per clip, one column per dataset, size = params, Pareto front; error
-    bars are the rows' 95% intervals.
+_NOISE = re.compile(r"label_noise=([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)")
 
-    best_on_test rows are drawn as X and left out of the front (their numbers are optimistic).
-    """
+
+def clean_rows(rows: Iterable[dict]) -> list[dict]:
+    """Rows trained on clean labels and clips: a label-noise run (input column `label_noise=0.2`) or a corrupted
+    one has its own plot (robustness_<ds>.png) and, beside the clean run of the same method, reads as a second
+    configuration."""
+    out = []
+    for r in rows:
+        shown = str(r.get("input") or "")
+        m = _NOISE.search(shown)
+        if (m and float(m.group(1)) > 0) or "corrupt" in shown:
+            continue
+        out.append(r)
+    return out
+
+
+def point_labels(rows: Sequence[dict]) -> list[str]:
+    """The method name, with the protocol (then the selection, then the configuration hash) added only where a
+    method has several points, and a dagger for a row that did not learn (one class predicted)."""
+    def key(r: dict, depth: int) -> tuple:
+        return (r["method"], r.get("protocol", ""), r.get("selection", ""), r.get("variant", ""))[:depth]
+
+    labels = []
+    for r in rows:
+        depth = 1
+        while depth < 4 and sum(key(o, depth) == key(r, depth) for o in rows) > 1:
+            depth += 1
+        extra = [str(x) for x in key(r, depth)[1:] if x]
+        labels.append(r["method"] + (f" [{', '.join(extra)}]" if extra else "") + ("†" if r.get("did_not_learn") else ""))
+    return labels
+
+
+def _nice(x: float) -> float:
+    """x rounded down to 1, 2 or 5 times a power of ten (size-legend values)."""
+    p = 10 ** math.floor(math.log10(x))
+    return max(m * p for m in (1, 2, 5) if m * p <= x)
+
+
+def _marker_size(params_m: float | None, pmax: float) -> float:
+    return 40 + 560 * ((params_m or 0) / pmax)
+
+
+_LABEL_BOX = {"boxstyle": "square,pad=0.1", "facecolor": "white", "edgecolor": "none", "alpha": 0.8}
+
+
+def _marker_boxes(ax: Any, pts: Sequence[tuple[float, float]], sizes: Sequence[float]) -> list[Any]:
+    """Each scatter marker's box in data coordinates (adjustText's obstacle format): the centre +- the marker
+    radius, `s` being the area in points^2."""
+    from matplotlib.transforms import Bbox
+
+    to_px, to_data = ax.transData, ax.transData.inverted()
+    boxes = []
+    for (x, y), s in zip(pts, sizes, strict=True):
+        r = math.sqrt(s) / 2 * ax.figure.dpi / 72
+        cx, cy = to_px.transform((x, y))
+        boxes.append(Bbox(to_data.transform([(cx - r, cy - r), (cx + r, cy + r)])))
+    return boxes
+
+
+def accuracy_vs_gmacs_figure(rows_by_ds: dict[str, list[dict]]) -> Any | None:
+    """The figure of `plot_accuracy_vs_gmacs` (None when no clean row has GMACs): kept apart so tests can read
+    its labels and their boxes."""
     import seaborn as sns
+    from adjustText import adjust_text
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-    datasets = [d for d, rows in rows_by_ds.items() if any(r["gmacs"] is not None for r in rows)]
+    shown = {ds: [r for r in clean_rows(rows) if r["gmacs"] is not None and r["uar_mean"] is not None]
+             for ds, rows in rows_by_ds.items()}
+    left_out = {ds: len(rows_by_ds[ds]) - len(clean_rows(rows_by_ds[ds])) for ds in rows_by_ds}
+    datasets = [d for d, rows in shown.items() if rows]
     if not datasets:
         return None
-    with sns.axes_style("whitegrid"):
-        fig = _new_figure(5.2 * len(datasets), 8.0)
-        axes = fig.subplots(2, len(datasets), squeeze=False)
-        palette = method_palette(r["method"] for d in datasets for r in rows_by_ds[d])
-        all_params = [r["params_m"] or 0 for d in datasets for r in rows_by_ds[d]]
-        pmax = max(all_params) or 1.0
+    all_rows = [r for d in datasets for r in shown[d]]
+    families = sorted({r.get("family") or "?" for r in all_rows})
+    colours = dict(zip(families, sns.color_palette("tab10" if len(families) <= 10 else "tab20", len(families)),
+                       strict=True))
+    pmax = max(r["params_m"] or 0 for r in all_rows) or 1.0
+    with sns.axes_style("whitegrid"), sns.plotting_context("notebook", font_scale=0.95):
+        fig = _new_figure(7.5 * len(datasets) + 3.2, 11.0)
+        grid = fig.add_gridspec(2, len(datasets) + 1, width_ratios=[7.5] * len(datasets) + [3.2])
+        placed = []
         for j, ds in enumerate(datasets):
-            rows = [r for r in rows_by_ds[ds] if r["gmacs"] is not None]
+            rows = shown[ds]
+            labels = point_labels(rows)
             for i, metric in enumerate(("uar", "war")):
-                ax = axes[i][j]
+                ax = fig.add_subplot(grid[i, j])
                 pts = [(r["gmacs"], r[f"{metric}_mean"]) for r in rows]
                 for r, (x, y) in zip(rows, pts, strict=True):
-                    size = 40 + 560 * ((r["params_m"] or 0) / pmax)
-                    marker = "X" if r["selection"] == "best_on_test" else "o"
-                    ax.scatter([x], [y], s=size, color=palette[r["method"]], alpha=0.75, marker=marker,
-                               edgecolor="black", linewidth=0.6, zorder=3)
                     lo, hi = r.get(f"{metric}_lo"), r.get(f"{metric}_hi")
                     if lo is not None and hi is not None:  # the row's 95% interval (bench/stats.py)
-                        ax.errorbar([x], [y], yerr=[[y - lo], [hi - y]], color="gray", capsize=3, zorder=2, lw=0.8)
-                    tag = r["method"] + ("" if r["complete"] else f" ({r['n_folds']}/{r['n_folds_expected']})")
-                    ax.annotate(tag, (x, y), textcoords="offset points", xytext=(6, 6), fontsize=8)
+                        ax.errorbar([x], [y], yerr=[[y - lo], [hi - y]], color="0.55", capsize=3, zorder=2, lw=0.9)
+                    colour = colours[r.get("family") or "?"]
+                    ax.scatter([x], [y], s=_marker_size(r["params_m"], pmax), zorder=3, alpha=0.85,
+                               marker="X" if r["selection"] == "best_on_test" else "o",
+                               facecolor=colour if r["complete"] else "white",
+                               edgecolor="black" if r["complete"] else colour, linewidth=0.6 if r["complete"] else 2.0)
                 # the front ignores rows whose epoch was chosen on the test split (optimistic numbers)
                 honest = [k for k, r in enumerate(rows) if r["selection"] != "best_on_test"]
                 front = [honest[k] for k in pareto_front([pts[k] for k in honest])]
-                if len(front) >= 1:
-                    ax.plot([pts[k][0] for k in front], [pts[k][1] for k in front], "--", color="crimson",
-                            lw=1.4, zorder=1, label="Pareto front (non-dominated)")
-                if any(r["selection"] == "best_on_test" for r in rows):
-                    ax.scatter([], [], marker="X", color="gray", label="epoch chosen on test")
-                ax.legend(loc="best", fontsize=8)
+                if front:
+                    ax.plot([pts[k][0] for k in front], [pts[k][1] for k in front], "--", color="crimson", lw=1.4,
+                            zorder=1)
                 xs = [p[0] for p in pts]
-                if min(xs) > 0 and max(xs) / min(xs) > 10:
+                if min(xs) > 0 and max(xs) / min(xs) > 4:  # a log axis spreads the cheap cluster
                     ax.set_xscale("log")
-                ax.margins(x=0.15, y=0.12)
+                    ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+                    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+                    ax.xaxis.set_minor_formatter(NullFormatter())
+                ax.margins(x=0.12, y=0.1)
                 ax.set_xlabel("GMACs per clip (fvcore, batch 1)")
                 ax.set_ylabel(f"{metric.upper()} (%)")
-                ax.set_title(f"{ds}: {metric.upper()} vs cost (size = params)")
+                n_out = left_out.get(ds, 0)
+                ax.set_title(f"{ds}: {metric.upper()} vs cost", fontweight="bold")
+                texts = [ax.text(x, y, lab, fontsize=9.5, zorder=4, bbox=_LABEL_BOX) for (x, y), lab in zip(pts, labels, strict=True)]
+                sizes = [_marker_size(r["params_m"], pmax) for r in rows]
+                placed.append((ax, texts, pts, sizes))
+                if n_out and i == 0:
+                    ax.annotate(f"{n_out} label-noise row(s) not shown (robustness_{_slug(ds)}.png)",
+                                (0.0, 1.0), xycoords="axes fraction", xytext=(0, 18), textcoords="offset points",
+                                fontsize=8.5, color="0.35", va="bottom")
+        handles: list[Any] = [Line2D([], [], ls="none", label="family (colour)")]
+        handles += [Line2D([], [], ls="none", marker="o", ms=9, markerfacecolor=colours[f], markeredgecolor="black",
+                           label=f) for f in families]
+        handles += [Line2D([], [], ls="none", label=""), Line2D([], [], ls="none", label="marker")]
+        handles += [Line2D([], [], ls="none", marker="o", ms=9, markerfacecolor="0.6", markeredgecolor="black",
+                           label="all folds of the protocol run"),
+                    Line2D([], [], ls="none", marker="o", ms=9, markerfacecolor="white", markeredgecolor="0.4",
+                           markeredgewidth=2.0, label="hollow: fewer folds run\n(incomplete; see table 'folds')")]
+        if any(r["selection"] == "best_on_test" for r in all_rows):
+            handles.append(Line2D([], [], ls="none", marker="X", ms=9, markerfacecolor="0.6", markeredgecolor="black",
+                                  label="X: epoch chosen on test\n(optimistic; not on the front)"))
+        handles += [Line2D([], [], color="0.55", marker="|", ms=10, label="error bar: 95% CI"),
+                    Line2D([], [], color="crimson", ls="--", label="Pareto front")]
+        if any(r.get("did_not_learn") for r in all_rows):
+            handles.append(Line2D([], [], ls="none", label="†: did not learn\n(one class predicted)"))
+        handles += [Line2D([], [], ls="none", label=""), Line2D([], [], ls="none", label="size (params)")]
+        for v in sorted({_nice(pmax), _nice(pmax / 4)}):
+            handles.append(Line2D([], [], ls="none", marker="o", markerfacecolor="0.85", markeredgecolor="0.4",
+                                  ms=math.sqrt(_marker_size(v, pmax)), label=f"{v:g} M"))
+        lax = fig.add_subplot(grid[:, -1])
+        lax.axis("off")
+        legend = lax.legend(handles=handles, loc="upper left", frameon=False, fontsize=10, borderaxespad=0,
+                            labelspacing=0.9, handletextpad=0.8)
+        headers = {"family (colour)", "marker", "size (params)"}
+        for text in legend.get_texts():
+            if text.get_text() in headers:
+                text.set_fontweight("bold")
         fig.tight_layout()
-        atomic_savefig(fig, path)
+        for ax, texts, pts, sizes in placed:  # after the layout: adjustText works in the final pixel geometry
+            # the markers' boxes are obstacles too (not only their centres), so no label sits on a circle;
+            # iter_lim, not the default time limit: the same inputs give the same picture on any machine
+            adjust_text(texts, x=[p[0] for p in pts], y=[p[1] for p in pts], objects=_marker_boxes(ax, pts, sizes),
+                        ax=ax, iter_lim=500, expand=(1.15, 1.4), force_text=(0.5, 1.0), force_static=(1.0, 2.0),
+                        arrowprops={"arrowstyle": "-", "color": "0.45", "lw": 0.7})
+    return fig
+
+
+def plot_accuracy_vs_gmacs(rows_by_ds: dict[str, list[dict]], path: Path) -> Path | None:
+    """UAR (top) and WAR (bottom) vs GMACs per clip, one column per dataset: one point per clean table row
+    (label-noise runs have their own plot), colour = family, size = params, hollow = incomplete fold set,
+    X = epoch chosen on test (left out of the Pareto front), error bars = the rows' 95% intervals, labels
+    placed apart by adjustText with leader lines."""
+    fig = accuracy_vs_gmacs_figure(rows_by_ds)
+    if fig is None:
+        return None
+    atomic_savefig(fig, path)
     return path
 
 

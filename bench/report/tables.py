@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -43,27 +44,76 @@ def vs_best_cell(row: dict) -> str:
     return mark if p is None else f"{mark} (p={p:.2g})"
 
 
+def _stat_cell(row: dict, metric: str, tex: bool = False) -> str:
+    """'mean ± std [lo, hi]': the spread over folds and the row's 95% interval in one cell."""
+    cell, ci = _pm(row[f"{metric}_mean"], row[f"{metric}_std"], tex), ci_cell(row, metric)
+    return f"{cell} {ci}" if cell and ci else cell
+
+
+def source_tag(row: dict) -> str:
+    """A short tag for the source of the reported accuracy ('SVFAP paper T8', 'DFER-CLIP repo'); the full source
+    list is in the protocol table and the CSV. A pooled or single-fold number says so."""
+    first = (row.get("reported_source") or "").split("; ")[0]
+    kind, _, text = first.partition(": ")
+    if not text:
+        return ""
+    if text.startswith("github "):
+        text = text.split("/", 1)[-1].split("@")[0] + " " + kind
+    split = (row.get("reported_split") or "").lower()
+    flag = " (pooled)" if "pooled" in split else f" ({split})" if re.fullmatch(r"fold\s*\d+", split) else ""
+    return (text if len(text) <= 28 else text[:27] + "…") + flag
+
+
+def protocol_cell(row: dict, rows: Sequence[dict]) -> str:
+    """The protocol name, plus what a reader must not miss (test-split selection, a random init standing in for
+    the method's weights, data options such as label noise) and, where rows would still read the same, the
+    configuration hash of the protocol table's 'cfg' column."""
+    def base(r: dict) -> str:
+        parts = [r["protocol"]]
+        options = re.search(r"\((.*)\)$", str(r.get("input") or ""))
+        if options:
+            parts.append(options.group(1))
+        if r["selection"] == "best_on_test":
+            parts.append(SELECTION_LABELS["best_on_test"])
+        if "not the method" in str(r.get("init") or ""):
+            parts.append(str(r["init"]))
+        return "; ".join(p for p in parts if p)
+
+    cell = base(row)
+    twins = [r for r in rows if r["method"] == row["method"] and base(r) == cell]
+    return cell + (f"; cfg {row['variant']}" if len(twins) > 1 else "")
+
+
+def _method_cell(row: dict) -> str:
+    return row["method"] + (f" (variant of {row['parent']})" if row["parent"] else "")
+
+
 def _display_rows(rows: list[dict], tex: bool = False) -> tuple[list[str], list[list[str]]]:
-    header = ["method", "protocol", "frames x size", "epochs", "sampling", "test views", "selection", "init", "folds",
-              "runs (seeds)", "UAR (%)", "UAR 95% CI", "WAR (%)", "WAR 95% CI", "macro-F1 (%)", "seed sd (UAR)",
-              "vs best", "params (M)", "trainable (M)", "GMACs", "GMACs/video",
-              "reported UAR", "reported WAR", "reported params (M)", "reported GFLOPs", "reported source"]
-    out = []
-    for r in rows:
-        name = r["method"] + (f" (variant of {r['parent']})" if r["parent"] else "")
-        out.append([
-            name, r["protocol"], r["input"], "" if r["epochs"] is None else str(r["epochs"]), r["sampling"],
-            r["test_views"],
-            SELECTION_LABELS.get(r["selection"], r["selection"]), r["init"], _folds_cell(r),
-            f"{r['n_runs']} ({','.join(map(str, r['seeds']))})",
-            _pm(r["uar_mean"], r["uar_std"], tex), ci_cell(r, "uar"), _pm(r["war_mean"], r["war_std"], tex),
-            ci_cell(r, "war"), _pm(r["macro_f1_mean"], r["macro_f1_std"], tex), _fmt(r.get("uar_seed_sd")),
-            vs_best_cell(r), _fmt(r["params_m"]), _fmt(r["params_trainable_m"]),
-            _fmt(r["gmacs"]), _fmt(r["gmacs_per_video"]),
-            _fmt(r["reported_uar"]), _fmt(r["reported_war"]), _fmt(r["reported_params_m"]),
+    """The main table: what a reader compares (accuracy with its spread and interval, cost, the published
+    numbers); the protocol detail is in `_protocol_display_rows` and every number in the CSV."""
+    header = ["method", "protocol", "folds", "UAR (%)", "WAR (%)", "macro-F1 (%)", "vs best", "params (M)", "GMACs",
+              "reported UAR", "reported WAR", "reported source"]
+    out = [[_method_cell(r), protocol_cell(r, rows), _folds_cell(r), _stat_cell(r, "uar", tex),
+            _stat_cell(r, "war", tex), _pm(r["macro_f1_mean"], r["macro_f1_std"], tex), vs_best_cell(r),
+            _fmt(r["params_m"]), _fmt(r["gmacs"]), _fmt(r["reported_uar"]), _fmt(r["reported_war"]), source_tag(r)]
+           for r in rows]
+    return header, out
+
+
+def _protocol_display_rows(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
+    """The protocol table: how each main-table row (same order, same method/protocol cells) was trained and
+    measured, and the full reported source."""
+    header = ["method", "protocol", "cfg", "frames x size", "epochs", "sampling", "test views", "selection", "init",
+              "runs (seeds)", "seed sd (UAR)", "trainable (M)", "GMACs/video", "reported params (M)",
+              "reported GFLOPs", "reported source"]
+    out = [[_method_cell(r), protocol_cell(r, rows), r["variant"], r["input"],
+            "" if r["epochs"] is None else str(r["epochs"]), r["sampling"], r["test_views"],
+            SELECTION_LABELS.get(r["selection"], r["selection"]), r["init"],
+            f"{r['n_runs']} ({','.join(map(str, r['seeds']))})", _fmt(r.get("uar_seed_sd")),
+            _fmt(r["params_trainable_m"]), _fmt(r["gmacs_per_video"]), _fmt(r["reported_params_m"]),
             _fmt(r["reported_gflops"]),
-            r["reported_source"] + (f" [{r['reported_split']}]" if r["reported_split"] else ""),
-        ])
+            r["reported_source"] + (f" [{r['reported_split']}]" if r["reported_split"] else "")]
+           for r in rows]
     return header, out
 
 
@@ -121,6 +171,12 @@ MAIN_CSV_COLUMNS = [
     "variant", "n_folds", "n_folds_expected", "complete", "did_not_learn", "folds", "n_runs", "seeds", "uar_mean", "uar_std",
     "war_mean", "war_std", "macro_f1_mean", "macro_f1_std", "std_over", "uar_lo", "uar_hi", "war_lo", "war_hi",
     "macro_f1_lo", "macro_f1_hi", "ci_kind", "ci_source", "uar_seed_sd", "war_seed_sd", "vs_best", "p_vs_best", "params_m", "params_trainable_m", "gmacs", "gmacs_per_video", "reported_uar", "reported_war",
+    "reported_params_m", "reported_gflops", "reported_split", "reported_source", "literature_method", "run_ids",
+]
+# the protocol table's CSV: what the md protocol table shows, as raw values (the main CSV has them too)
+PROTOCOL_CSV_COLUMNS = [
+    "dataset", "method", "parent", "protocol", "variant", "input", "epochs", "sampling", "test_views", "selection",
+    "init", "n_runs", "seeds", "uar_seed_sd", "war_seed_sd", "params_trainable_m", "gmacs_per_video",
     "reported_params_m", "reported_gflops", "reported_split", "reported_source", "literature_method", "run_ids",
 ]
 
