@@ -1,6 +1,7 @@
 """`bench compare A B`: is A really better than B? A paired comparison on the same test videos (bench/stats.py).
 
-A side is a run directory, a run id under the results folder, or a method name, which resolves to the runs of
+A side is a run directory, an evaluation directory written beside a run (`bench eval --run RUN --corrupt` /
+`--on`: is a corruption's drop beyond sampling noise?), a run id under the results folder, or a method name, which resolves to the runs of
 its report row on the dataset (the method's own recipe; the most complete configuration otherwise, as `bench
 report --paper` picks them). Several folds are paired fold by fold, one run per fold (the lowest seed); two runs
 are refused, with one line, when their test videos differ: another dataset, another fold, a missing video or
@@ -31,9 +32,32 @@ def _load(path: Path) -> StoredRun:
     return StoredRun(path=path, data=data)
 
 
+def _load_eval(path: Path) -> StoredRun:
+    """An evaluation beside a run as a side: its own predictions, named after the run and the condition; a
+    cross-corpus evaluation is on its target (with the target's options), so it never pairs with in-domain runs."""
+    import json
+
+    try:
+        data = json.loads(path.read_text())
+        run_id, dataset = str(data["run_id"]), str(data["dataset"])
+    except (OSError, ValueError, KeyError) as e:
+        raise BenchError(f"{path}: not a readable evaluation ({e}); re-run the bench eval that wrote it") from e
+    if data.get("cross"):
+        c = data["cross"]
+        opts = ", ".join(f"{k}={v}" for k, v in sorted((c.get("options") or {}).items()))
+        dataset = f"{c['target']}" + (f" ({opts})" if opts else "")
+        label = f"on {dataset}"
+    else:
+        sev = data.get("severity")
+        label = str(data.get("corruption", "eval")) + (f"-s{sev}" if sev else "")
+    return StoredRun(path=path, data={**data, "run_id": f"{run_id} ({label})", "dataset": dataset})
+
+
 def resolve_side(arg: str, results: Path, dataset: str | None) -> list[StoredRun]:
     """The runs a command-line side names (see the module docstring)."""
     path = Path(arg)
+    if (path / "eval.json").is_file():
+        return [_load_eval(path / "eval.json")]
     if (path / RESULT_FILE).is_file():
         return [_load(path / RESULT_FILE)]
     if path.name == RESULT_FILE and path.is_file():

@@ -43,7 +43,7 @@ def main() -> None:
             page = browser.new_page(viewport={"width": w, "height": h})
             for p in pages(args.site):
                 page.goto(p.resolve().as_uri())
-                page.wait_for_timeout(600 if p.name == "cost.html" else 100)
+                page.wait_for_timeout(800 if p.name in ("cost.html", "robustness.html") else 100)
                 shot = args.out / f"{p.parent.name + '-' if p.parent != args.site else ''}{p.stem}-{name}.png"
                 page.screenshot(path=str(shot), full_page=True)
                 print(shot)

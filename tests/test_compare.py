@@ -139,3 +139,25 @@ def test_compare_two_curated_synthetic_runs(tmp_path):
     res = json.loads(proc.stdout)
     assert res["per_fold"][0]["n_videos"] == 210 and res["per_fold"][0]["run_a"] == gru
     assert res["combined"]["uar"]["delta"] > 0
+
+
+def test_compare_a_corruption_against_its_clean_evaluation(tmp_path):
+    """An evaluation directory beside a curated run (bench eval --corrupt / --on) is a side: the static control
+    under reversed frames pairs with its clean evaluation on the same videos (Δ from sklearn on the two
+    predictions.npz), and a cross-corpus evaluation is refused against in-domain runs with one line."""
+    gru = resolve_spec("r18_gru", "synthetic", fold=1, protocol="bench2d").run_id
+    run = REPO / "results" / "examples" / "runs" / "synthetic" / "fold1" / "r18_gru" / gru
+    clean, reverse = run / "corruptions" / "clean", run / "corruptions" / "reverse-s5"
+    proc = bench_cli(["compare", str(clean), str(reverse), "--json", "--permutations", "1000"], tmp_path, check=True)
+    res = json.loads(proc.stdout)
+
+    def uar(d: Path) -> float:
+        with np.load(d / "predictions.npz") as z:
+            order = np.argsort(z["video_ids"], kind="stable")
+            return balanced_accuracy_score(z["labels"][order], z["video_scores"][order].argmax(1))
+
+    assert res["per_fold"][0]["n_videos"] == 210 and res["b"].endswith("(reverse-s5)")
+    assert res["combined"]["uar"]["delta"] == pytest.approx(uar(clean) - uar(reverse))
+    cross = next((run / "cross").iterdir())
+    proc = bench_cli(["compare", str(run), str(cross)], tmp_path)
+    assert proc.returncode == 2 and "different datasets" in proc.stderr and "Traceback" not in proc.stderr

@@ -125,3 +125,37 @@ def test_cost_chart_draws_points_and_names_a_method_on_hover(site, browser):
     methods = {p.stem for p in (site / "methods").glob("*.html")}
     assert any(re.search(rf"\b{re.escape(m)}\b", text) for m in methods), text
     assert not problems, problems
+
+
+def test_robustness_page_matches_the_runs_and_draws_every_severity(site, browser):
+    """The corruption table's clean UAR is each run's own clean evaluation (corruptions/clean*/eval.json), the
+    family columns agree with the report's CSV, and the chart draws one point per (method, corruption, severity)."""
+    import csv
+    import json
+
+    problems: list[str] = []
+    page = _open(browser, site / "index.html", problems)
+    assert page.locator("header nav a", has_text="robustness").count() == 1
+    page = _open(browser, site / "robustness.html", problems)
+    heads = page.eval_on_selector_all("#robust-synthetic thead th", "ths => ths.map(th => th.textContent.trim())")
+    rows = page.eval_on_selector_all(
+        "#robust-synthetic tbody tr",
+        "trs => trs.map(tr => [...tr.querySelectorAll('td')].map(td => [td.textContent.trim(), td.getAttribute('data-v')]))")
+    assert len(rows) >= 4
+    with open(site.parent / "tables" / "robustness_synthetic.csv", newline="") as f:
+        table = {r["method"]: r for r in csv.DictReader(f)}
+    examples = REPO / "results" / "examples" / "runs" / "synthetic" / "fold1"
+    for cells in rows:
+        method = cells[0][0]
+        clean = float(cells[heads.index("clean UAR %")][1])
+        evals = [json.loads(p.read_text()) for p in examples.glob(f"{method}/*/corruptions/clean*/eval.json")]
+        assert evals, method
+        assert abs(clean - 100 * sum(e["metrics"]["uar"] for e in evals) / len(evals)) < 1e-6
+        assert abs(float(cells[heads.index("temporal")][1]) - float(table[method]["temporal_uar"])) < 1e-6
+        assert abs(float(cells[heads.index("mCE")][1]) - float(table[method]["mce"])) < 1e-6
+    chart = page.locator("#chart-robust-synthetic")
+    page.wait_for_selector("#chart-robust-synthetic svg .mark-symbol.role-mark path")
+    n_points = page.locator("#chart-robust-synthetic .mark-symbol.role-mark path").count()
+    assert n_points == int(chart.get_attribute("data-points")) == len(rows) * 15 * 6
+    assert page.locator("#cross tbody tr").count() >= 1
+    assert not problems, problems

@@ -262,7 +262,8 @@ def write_report(results_dir: Path = Path("results"), out_dir: Path = Path("repo
         rrows, base_name = robustness_rows(groups, mce_baseline)
         robust[ds] = rrows
         files += write_robustness_tables(ds, rrows, base_name, tables_dir, formats, stamp)
-    files += write_cross_table(cross_rows(runs), tables_dir, formats, stamp)
+    cross = cross_rows(runs)
+    files += write_cross_table(cross, tables_dir, formats, stamp)
 
     if plots and runs:
         plots_dir.mkdir(parents=True, exist_ok=True)
@@ -279,7 +280,7 @@ def write_report(results_dir: Path = Path("results"), out_dir: Path = Path("repo
         from bench.report.site import write_site
 
         files += write_site(out_dir / "site", groups_by_ds=groups_by_ds, rows_by_ds=rows_by_ds, runs=runs,
-                            literature=lit_rows, results_dir=results_dir, stamp=stamp)
+                            literature=lit_rows, results_dir=results_dir, stamp=stamp, robust=robust, cross=cross)
     used = [{"run_id": r.run_id, "result_json": str(r.path), "config_hash": r.get("config_hash", ""),
              "dataset": r["dataset"], "method": r["method"], "fold": r.get("fold"), "seed": r.get("seed")}
             for r in runs]

@@ -32,6 +32,7 @@ import yaml
 from bench.registry import METHODS
 from bench.report.aggregate import Group
 from bench.report.plots import noise_level
+from bench.report.robustness import FAMILY_ORDER
 from bench.store import StoredRun, atomic_write_text
 
 HERE = Path(__file__).resolve().parent
@@ -259,6 +260,45 @@ def _cost_chart(ds: str, rows: list[dict]) -> dict | None:
     return {"dataset": ds, "n": len(pts), "spec": json.dumps(chart.to_dict())}
 
 
+def _robustness_chart(ds: str, rows: list[dict]) -> dict | None:
+    """UAR vs severity (0 = clean), one small panel per corruption, one line per method."""
+    import altair as alt
+
+    data = []
+    for r in rows:
+        for name in sorted(r["per_corruption"]):
+            sev = sorted(s for (c, s) in r["uar"] if c == name and s > 0)
+            if not sev or r["clean"] is None:
+                continue
+            data.append({"method": r["method"], "corruption": name, "severity": 0, "UAR": round(r["clean"], 2)})
+            data += [{"method": r["method"], "corruption": name, "severity": s, "UAR": round(r["uar"][(name, s)], 2)}
+                     for s in sev]
+    if not data:
+        return None
+    chart = alt.Chart(alt.Data(values=data)).mark_line(point=True, strokeWidth=1.5).encode(
+        x=alt.X("severity:O", title="severity (0 = clean)"), y=alt.Y("UAR:Q", title="UAR (%)"),
+        color=alt.Color("method:N", legend=alt.Legend(title="method", orient="top")),
+        tooltip=["method:N", "corruption:N", "severity:O", "UAR:Q"],
+    ).properties(width=150, height=110).facet(facet=alt.Facet("corruption:N", title=None), columns=5)
+    return {"dataset": ds, "n": len(data), "spec": json.dumps(chart.to_dict())}
+
+
+def _robustness_tables(robust: dict[str, list[dict]]) -> list[dict]:
+    out = []
+    for ds, rows in robust.items():
+        if not rows:
+            continue
+        names = sorted({c for r in rows for c in r["per_corruption"]})
+        out.append({"dataset": ds, "families": list(FAMILY_ORDER), "corruptions": names,
+                    "rows": [{"method": r["method"], "protocol": r["protocol"], "clean": r["clean"], "mce": r["mce"],
+                              "rmce": r["rmce"], "family": [r[f"family_{f}"] for f in FAMILY_ORDER],
+                              "per": [r["per_corruption"].get(c) for c in names],
+                              "run_ids": [run.run_id for run in r["group"].runs
+                                          if (run.path.parent / "corruptions").is_dir()]} for r in rows],
+                    "chart": _robustness_chart(ds, rows)})
+    return out
+
+
 def _paper_pages(groups_by_ds: dict[str, list[Group]], literature: list[dict], results_dir: Path) -> list[dict]:
     from bench.report.papers import COLUMN_LABELS, build_table, load_paper, paper_names
 
@@ -329,7 +369,8 @@ def _gpu_hours(paper: str, results_dir: Path) -> dict[tuple[str, str], tuple[int
 
 
 def write_site(site_dir: Path, *, groups_by_ds: dict[str, list[Group]], rows_by_ds: dict[str, list[dict]],
-               runs: Sequence[StoredRun], literature: list[dict], results_dir: Path, stamp: str) -> list[Path]:
+               runs: Sequence[StoredRun], literature: list[dict], results_dir: Path, stamp: str,
+               robust: dict[str, list[dict]] | None = None, cross: list[dict] | None = None) -> list[Path]:
     """Every page of the site; returns the files written."""
     import vl_convert
 
@@ -338,7 +379,8 @@ def write_site(site_dir: Path, *, groups_by_ds: dict[str, list[Group]], rows_by_
         shutil.rmtree(site_dir)  # generated, never edited: pages of runs no longer there must go
     env = _env()
     datasets = [ds for ds in rows_by_ds if rows_by_ds[ds]]
-    common = {"datasets": datasets, "stamp": stamp, "n_runs": len(runs), "results_dir": str(results_dir)}
+    robustness = _robustness_tables(robust or {})
+    common = {"datasets": datasets, "has_robustness": bool(robustness or cross), "stamp": stamp, "n_runs": len(runs), "results_dir": str(results_dir)}
     files: list[Path] = []
 
     def page(rel: str, template: str, **ctx: Any) -> None:
@@ -372,6 +414,9 @@ def write_site(site_dir: Path, *, groups_by_ds: dict[str, list[Group]], rows_by_
         if chart:
             charts.append(chart)
     page("cost.html", "cost.html.j2", title="Accuracy vs cost", charts=charts)
+    if robustness or cross:
+        page("robustness.html", "robustness.html.j2", title="Robustness: corruptions and cross-corpus",
+             tables=robustness, cross=cross or [])
     papers = _paper_pages(groups_by_ds, literature, results_dir)
     page("papers.html", "papers.html.j2", title="Papers", papers=papers)
     for p in papers:
