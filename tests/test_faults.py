@@ -387,7 +387,7 @@ def test_report_on_a_full_disk_is_one_line_and_leaves_no_half_written_file(tmp_p
                                                                            monkeypatch):
     full = tmp_path / "full"
     full.mkdir()
-    mounts.tmpfs(full, "600k")
+    mounts.tmpfs(full, "4m")  # the report with its site (the Vega runtime alone is ~1 MB), then filled to the brim
     out = full / "reports"
     args = ["report", "--results", str(report_results), "--out", str(out)]
     assert _main(args, capsys, monkeypatch).returncode == 0  # with plots: PNGs go through the same atomic path

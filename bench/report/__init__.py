@@ -158,9 +158,14 @@ APART_NOTES = {
 
 def _apart_table(ds: str, kind: str, groups: list[Group], rows: list[dict], tables_dir: Path, formats: Sequence[str],
                  stamp: str) -> list[Path]:
-    """Zero-shot and fused rows: their own table beside the dataset's main one."""
-    header, disp = _display_rows(rows)
-    header_t, disp_t = _display_rows(rows, tex=True)
+    """Zero-shot and fused rows: their own table beside the dataset's main one, with each row's weights in an
+    `init` column (for a row that is not trained, the weights are what it measures)."""
+    def with_init(header: list[str], disp: list[list[str]]) -> tuple[list[str], list[list[str]]]:
+        return (header[:2] + ["init"] + header[2:],
+                [d[:2] + [str(r["init"])] + d[2:] for d, r in zip(disp, rows, strict=True)])
+
+    header, disp = with_init(*_display_rows(rows))
+    header_t, disp_t = with_init(*_display_rows(rows, tex=True))
     stem = f"{ds}_{kind.replace('-', '_')}"
     return write_table(tables_dir, stem, title=f"{ds}: {kind}", header=header, display=disp, rows=rows,
                        columns=MAIN_CSV_COLUMNS, formats=formats, stamp=stamp,

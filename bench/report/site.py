@@ -368,15 +368,31 @@ def _gpu_hours(paper: str, results_dir: Path) -> dict[tuple[str, str], tuple[int
 # the site
 
 
-def write_site(site_dir: Path, *, groups_by_ds: dict[str, list[Group]], rows_by_ds: dict[str, list[dict]],
-               runs: Sequence[StoredRun], literature: list[dict], results_dir: Path, stamp: str,
-               robust: dict[str, list[dict]] | None = None, cross: list[dict] | None = None) -> list[Path]:
-    """Every page of the site; returns the files written."""
+def write_site(site_dir: Path, **pages: Any) -> list[Path]:
+    """Every page of the site (see `_write_pages` for the arguments); returns the files written. The site is built
+    beside the old one and swapped in only when complete, so a full disk or an interrupted build leaves the
+    previous site whole (and pages of runs no longer there do not linger)."""
+    site_dir = Path(site_dir)
+    build, old = site_dir.with_name(f".{site_dir.name}.building"), site_dir.with_name(f".{site_dir.name}.old")
+    for leftover in (build, old):
+        shutil.rmtree(leftover, ignore_errors=True)
+    try:
+        files = _write_pages(build, **pages)
+    except BaseException:
+        shutil.rmtree(build, ignore_errors=True)
+        raise
+    if site_dir.exists():
+        site_dir.rename(old)
+    build.rename(site_dir)
+    shutil.rmtree(old, ignore_errors=True)
+    return [site_dir / f.relative_to(build) for f in files]
+
+
+def _write_pages(site_dir: Path, *, groups_by_ds: dict[str, list[Group]], rows_by_ds: dict[str, list[dict]],
+                 runs: Sequence[StoredRun], literature: list[dict], results_dir: Path, stamp: str,
+                 robust: dict[str, list[dict]] | None = None, cross: list[dict] | None = None) -> list[Path]:
     import vl_convert
 
-    site_dir = Path(site_dir)
-    if site_dir.exists():
-        shutil.rmtree(site_dir)  # generated, never edited: pages of runs no longer there must go
     env = _env()
     datasets = [ds for ds in rows_by_ds if rows_by_ds[ds]]
     robustness = _robustness_tables(robust or {})
