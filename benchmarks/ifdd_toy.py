@@ -49,6 +49,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 CLASSES = 7
 FRAMES = 16
+# The protocol each spec source is resolved under, by name, so that a change of a method's default protocol cannot
+# change the toy's conditions (r3d18's default became `former_dfer`, SGD, on 2026-12-05).
+TOY_PROTOCOL = {"r3d18": "bench3d"}
 MODELS = ("ifdd", "ifdd_mean", "mvit_v2_s", "r3d18", "cube_vit", "cube_mvit", "frame_vit")
 
 
@@ -156,7 +159,12 @@ class FrameViT(nn.Module):
 def build(name: str, size: int, sets: list[str], opts: argparse.Namespace):
     """(model, criterion, spec): registered methods through the real builders; the two ViT controls take the
     default classification criterion and r3d18's optimiser settings (overridden by `sets`). `opts` carries the
-    command's model switches (kv stride, depth, transitions, readout, heads)."""
+    command's model switches (kv stride, depth, transitions, readout, heads).
+
+    r3d18 and the controls use r3d18's `bench3d` protocol by name (AdamW, no decay on norms and biases, label
+    smoothing 0.1, mean/std input): the settings of every toy row since 2026-12-04. r3d18's *default* protocol is
+    now `former_dfer` (SGD, no smoothing), under which the controls stay at chance at these learning rates; the
+    rows run 2026-12-06 before this was pinned were made that way and are marked `optimizer: sgd`."""
     import bench.methods._ifdd_layers as layers
     from bench.api import build_model
     from bench.losses import classification_criterion, criterion_for
@@ -165,7 +173,8 @@ def build(name: str, size: int, sets: list[str], opts: argparse.Namespace):
 
     kv_stride, depth = opts.kv_stride, opts.depth
     registered = name in ("ifdd", "mvit_v2_s", "r3d18")
-    spec = resolve_spec(name if registered else "ifdd" if name == "ifdd_mean" else "r3d18", "synthetic", fold=1,
+    source = name if registered else "ifdd" if name == "ifdd_mean" else "r3d18"
+    spec = resolve_spec(source, "synthetic", fold=1, protocol=TOY_PROTOCOL.get(source),
                         sets=[f"data.size={size}", f"data.frames={FRAMES}", *sets])
     # IFDD's trunk is built from these module constants: the two diagnostics re-set them before the build.
     if name in ("ifdd", "ifdd_mean") and opts.late_heads:  # heads double one block after each transition
@@ -254,7 +263,8 @@ def train(args) -> dict:
             model.train()
     acc_at[args.steps] = test_accuracy(model, norm, x_test, y_test)
     return {"experiment": "train", "model": args.model, "size": args.size, "steps": args.steps, "lr": args.lr,
-            "wd": spec.optim.weight_decay, "warmup": args.warmup, "kv_stride": args.kv_stride, "depth": args.depth,
+            "wd": spec.optim.weight_decay, "optimizer": spec.optim.name, "warmup": args.warmup,
+            "kv_stride": args.kv_stride, "depth": args.depth,
             "transitions": list(args.transitions), "init": args.init, "readout": args.readout,
             "ifdd_heads": args.ifdd_heads, "late_heads": args.late_heads, "label_smoothing": smooth,
             "sets": args.sets, "seed": args.seed, "init_seed": init_seed(args), "ce_per_100": per_100,

@@ -41,6 +41,8 @@ def test_train_and_probe_commands_append_their_rows(tmp_path):
                        capture_output=True, text=True, timeout=300)
     train, probe = json.loads((out / "findings.json").read_text())
     assert train["model"] == "cube_mvit" and train["transitions"] == [1] and train["kv_stride"] == 4
+    # the controls train as every toy row since 2026-12-04 did, whatever r3d18's default protocol becomes
+    assert train["optimizer"] == "adamw" and train["label_smoothing"] == 0.1
     assert len(train["ce_per_100"]) == 0 and 0 <= train["test_acc"] <= 100 and train["ce_first40"] > 0
     assert list(probe["probe_acc"]) == ["embed", "block0", "block1"]
     assert probe["command"].startswith("benchmarks/ifdd_toy.py probe --model cube_vit")
