@@ -32,6 +32,7 @@ def _result_dirs(workdir: Path) -> list[Path]:
     return sorted(p.parent for p in (workdir / "results" / "runs").rglob("result.json"))
 
 
+@pytest.mark.slow
 def test_run_writes_a_complete_result(workdir, data_home):
     proc = bench_cli(["run", "-m", "test_tiny", "-d", "synthetic", "--fold", "1", *SMALL], workdir, _env(data_home), check=True)
     assert "UAR" in proc.stdout and "GMACs" in proc.stdout and "results/runs/synthetic/fold1/test_tiny" in proc.stdout
@@ -57,12 +58,14 @@ def test_run_writes_a_complete_result(workdir, data_home):
                           confusion_matrix(preds["labels"], y_pred, labels=range(len(preds["classes"]))))
 
 
+@pytest.mark.slow
 def test_same_spec_is_skipped_not_duplicated(workdir, data_home):
     proc = bench_cli(["run", "-m", "test_tiny", "-d", "synthetic", "--fold", "1", *SMALL], workdir, _env(data_home), check=True)
     assert "already completed" in proc.stderr + proc.stdout
     assert len(_result_dirs(workdir)) == 1
 
 
+@pytest.mark.slow
 def test_eval_of_a_saved_checkpoint_reproduces_the_run(workdir, data_home):
     (rdir,) = _result_dirs(workdir)
     proc = bench_cli(["eval", "--checkpoint", str(rdir / "checkpoints" / "last.pt"), "--workers", "0", "--json"],

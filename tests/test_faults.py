@@ -370,6 +370,7 @@ def report_results(tmp_path) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_report_to_a_read_only_out_is_one_line_and_keeps_the_report_there(tmp_path, report_results, mounts, capsys,
                                                                            monkeypatch):
     out = tmp_path / "reports"
@@ -383,6 +384,7 @@ def test_report_to_a_read_only_out_is_one_line_and_keeps_the_report_there(tmp_pa
     assert _snapshot(out) == before
 
 
+@pytest.mark.slow
 def test_report_on_a_full_disk_is_one_line_and_leaves_no_half_written_file(tmp_path, report_results, mounts, capsys,
                                                                            monkeypatch):
     full = tmp_path / "full"

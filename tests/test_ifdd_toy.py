@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
@@ -33,6 +34,7 @@ def test_size_toy_label_is_the_squares_side():
         assert torch.equal(bright, (side * side).long()), (bright, side)
 
 
+@pytest.mark.slow
 def test_train_and_probe_commands_append_their_rows(tmp_path):
     out = tmp_path / "toy"
     for args in (["train", "--model", "cube_mvit", "--steps", "3", "--transitions", "1", "--kv-stride", "4"],

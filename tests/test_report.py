@@ -239,6 +239,7 @@ def test_manifest_lists_exactly_the_used_runs(report):
     json.dumps(report["res"])
 
 
+@pytest.mark.slow
 def test_formats_and_no_plots(tmp_path, report):
     out = tmp_path / "r"
     with warnings.catch_warnings():
@@ -294,6 +295,7 @@ def test_pareto_front():
     assert pareto_front(pts) == [3, 0, 1, 5]
 
 
+@pytest.mark.slow
 def test_robustness_plot_over_label_noise(tmp_path):
     """Synthetic runs of one method at several label_noise levels: one line of UAR vs noise, and the level in the
     table's input column."""

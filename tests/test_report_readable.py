@@ -55,6 +55,7 @@ def test_cost_plot_labels_do_not_overlap_and_leave_out_label_noise(synthetic_row
             assert not inside, f"label {t.get_text()!r} covers a marker"
 
 
+@pytest.mark.slow
 def test_main_table_is_compact_and_protocol_table_follows_it_row_for_row(tmp_path):
     out = tmp_path / "rep"
     bench_cli(["report", "--results", str(EXAMPLES), "--out", str(out), "--no-plots", "--no-site"], tmp_path,

@@ -65,6 +65,7 @@ def test_sweep_does_not_skip_a_result_computed_on_other_data(tmp_path, monkeypat
         make_plan(*args)
 
 
+@pytest.mark.slow
 def test_a_slurm_plan_is_resolved_for_the_jobs_device(tmp_path):
     """The plan is resolved on the submitting machine and each run again on its job's node: both must see the same
     device, or a recipe's on_cuda layer (IFDD on synthetic) would give two run ids. GPU jobs plan for cuda, CPU jobs

@@ -83,6 +83,7 @@ def synthetic_copies(tmp_path_factory):
     return {"base": base, "env": env, "copies": copies}
 
 
+@pytest.mark.slow
 def test_fingerprint_flags_each_mis_prepared_copy(synthetic_copies):
     c, env, base = synthetic_copies["copies"], synthetic_copies["env"], synthetic_copies["base"]
     before = {k: _snapshot(root) for k, root in c.items()}
@@ -107,6 +108,7 @@ def test_fingerprint_flags_each_mis_prepared_copy(synthetic_copies):
         assert _snapshot(root) == before[k], k
 
 
+@pytest.mark.slow
 def test_fingerprint_on_the_official_layouts(tmp_path):
     """The known facts of the releases come out: DFEW's fold sizes and 16-frame variant, FERV39k's split sizes and
     frames per clip, MAFW's fold sizes; a test clip planted from train is found."""
