@@ -43,13 +43,12 @@ def _load_eval(path: Path) -> StoredRun:
     except (OSError, ValueError, KeyError) as e:
         raise BenchError(f"{path}: not a readable evaluation ({e}); re-run the bench eval that wrote it") from e
     if data.get("cross"):
-        c = data["cross"]
-        opts = ", ".join(f"{k}={v}" for k, v in sorted((c.get("options") or {}).items()))
-        dataset = f"{c['target']}" + (f" ({opts})" if opts else "")
+        from bench.report.robustness import cross_target
+
+        dataset = cross_target(data["cross"])
         label = f"on {dataset}"
     else:
-        sev = data.get("severity")
-        label = str(data.get("corruption", "eval")) + (f"-s{sev}" if sev else "")
+        label = path.parent.name  # the condition's directory, as bench eval names it: clean, reverse-s5, ...
     return StoredRun(path=path, data={**data, "run_id": f"{run_id} ({label})", "dataset": dataset})
 
 

@@ -42,8 +42,12 @@ def corruption_row(g: Group) -> dict[str, Any] | None:
     """UAR (percent) per (corruption, severity) and clean, averaged over the row's runs that have them."""
     table: dict[tuple[str, int], list[float]] = {}
     families: dict[str, str] = {}
+    run_ids = []
     for run in g.runs:
-        for e in _evals(run, "corruptions"):
+        evals = _evals(run, "corruptions")
+        if evals:
+            run_ids.append(run.run_id)
+        for e in evals:
             key = (e.get("corruption", ""), int(e.get("severity") or 0))
             table.setdefault(key, []).append(100 * float(e["metrics"]["uar"]))
             families[key[0]] = e.get("family", "")
@@ -51,11 +55,20 @@ def corruption_row(g: Group) -> dict[str, Any] | None:
         return None
     uar = {k: float(np.mean(v)) for k, v in table.items()}
     return {"method": g.method, "protocol": g.first.get("protocol_name", ""), "group": g, "uar": uar,
-            "families": families, "clean": uar.get(("clean", 0))}
+            "families": families, "clean": uar.get(("clean", 0)), "run_ids": run_ids}
 
 
 def _complete(row: dict, name: str) -> list[int]:
     return sorted(s for (c, s) in row["uar"] if c == name and s > 0)
+
+
+def severity_curve(row: dict, name: str) -> tuple[list[int], list[float]]:
+    """UAR against severity for one corruption, severity 0 being the clean reference; empty where the row lacks
+    either (the PNG and the site's chart draw the same curves)."""
+    sev = _complete(row, name)
+    if not sev or row["clean"] is None:
+        return [], []
+    return [0, *sev], [row["clean"], *[row["uar"][(name, s)] for s in sev]]
 
 
 def mce(row: dict, base: dict) -> dict[str, Any]:
@@ -143,10 +156,9 @@ def plot_corruptions(ds: str, rows: list[dict], path: Path) -> Path | None:
     palette = method_palette(r["method"] for r in rows)
     for ax, name in zip(axes.ravel(), names, strict=False):
         for r in rows:
-            sev = [0, *_complete(r, name)]
-            ys = [r["clean"], *[r["uar"][(name, s)] for s in sev[1:]]]
-            if len(sev) > 1 and r["clean"] is not None:
-                ax.plot(sev, ys, marker="o", ms=3, lw=1.2, color=palette[r["method"]], label=r["method"])
+            xs, ys = severity_curve(r, name)
+            if xs:
+                ax.plot(xs, ys, marker="o", ms=3, lw=1.2, color=palette[r["method"]], label=r["method"])
         ax.set_title(name, fontsize=9)
         ax.set_xticks(range(6))
         ax.tick_params(labelsize=7)
@@ -161,6 +173,12 @@ def plot_corruptions(ds: str, rows: list[dict], path: Path) -> Path | None:
     return path
 
 
+def cross_target(cross: dict) -> str:
+    """A cross-corpus evaluation's target with its data options, e.g. `synthetic (distractor=1.0, seed=1)`."""
+    opts = ", ".join(f"{k}={v}" for k, v in sorted((cross.get("options") or {}).items()))
+    return str(cross["target"]) + (f" ({opts})" if opts else "")
+
+
 def cross_rows(runs: Sequence[StoredRun]) -> list[dict]:
     """One row per cross-corpus evaluation: SOURCE -> TARGET, never mixed with in-domain rows."""
     out = []
@@ -168,8 +186,7 @@ def cross_rows(runs: Sequence[StoredRun]) -> list[dict]:
         for e in _evals(run, "cross"):
             c, m = e["cross"], e["metrics"]
             ci = m.get("ci") or {}
-            opts = ", ".join(f"{k}={v}" for k, v in sorted((c.get("options") or {}).items()))
-            out.append({"pair": f"{c['source']} -> {c['target']}" + (f" ({opts})" if opts else ""),
+            out.append({"pair": f"{c['source']} -> {cross_target(c)}",
                         "method": run["method"], "protocol": run.get("protocol_name", ""), "fold": c.get("fold"),
                         "uar": 100 * m["uar"], "uar_lo": 100 * ci["uar"]["lo"] if ci else None,
                         "uar_hi": 100 * ci["uar"]["hi"] if ci else None, "war": 100 * m["war"],

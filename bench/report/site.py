@@ -32,7 +32,7 @@ import yaml
 from bench.registry import METHODS
 from bench.report.aggregate import Group
 from bench.report.plots import noise_level
-from bench.report.robustness import FAMILY_ORDER
+from bench.report.robustness import FAMILY_ORDER, severity_curve
 from bench.store import StoredRun, atomic_write_text
 
 HERE = Path(__file__).resolve().parent
@@ -267,12 +267,8 @@ def _robustness_chart(ds: str, rows: list[dict]) -> dict | None:
     data = []
     for r in rows:
         for name in sorted(r["per_corruption"]):
-            sev = sorted(s for (c, s) in r["uar"] if c == name and s > 0)
-            if not sev or r["clean"] is None:
-                continue
-            data.append({"method": r["method"], "corruption": name, "severity": 0, "UAR": round(r["clean"], 2)})
-            data += [{"method": r["method"], "corruption": name, "severity": s, "UAR": round(r["uar"][(name, s)], 2)}
-                     for s in sev]
+            data += [{"method": r["method"], "corruption": name, "severity": s, "UAR": round(u, 2)}
+                     for s, u in zip(*severity_curve(r, name), strict=True)]
     if not data:
         return None
     chart = alt.Chart(alt.Data(values=data)).mark_line(point=True, strokeWidth=1.5).encode(
@@ -293,8 +289,7 @@ def _robustness_tables(robust: dict[str, list[dict]]) -> list[dict]:
                     "rows": [{"method": r["method"], "protocol": r["protocol"], "clean": r["clean"], "mce": r["mce"],
                               "rmce": r["rmce"], "family": [r[f"family_{f}"] for f in FAMILY_ORDER],
                               "per": [r["per_corruption"].get(c) for c in names],
-                              "run_ids": [run.run_id for run in r["group"].runs
-                                          if (run.path.parent / "corruptions").is_dir()]} for r in rows],
+                              "run_ids": r["run_ids"]} for r in rows],
                     "chart": _robustness_chart(ds, rows)})
     return out
 
