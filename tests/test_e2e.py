@@ -4,6 +4,7 @@ scikit-learn, and the report's fold means from the two result files."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, confusion_matrix
 
+from bench import stats
 from tests.conftest import bench_cli
 
 SMALL = ["--set", "data.options.clips_per_class=6", "--set", "data.options.folds=2", "--set", "data.options.resolution=32",
@@ -56,6 +58,14 @@ def test_run_writes_a_complete_result(workdir, data_home):
     assert m["uar"] == pytest.approx(balanced_accuracy_score(preds["labels"], y_pred))
     assert np.array_equal(np.array(m["confusion"]),
                           confusion_matrix(preds["labels"], y_pred, labels=range(len(preds["classes"]))))
+    # the interval is stored with its method, resample count and seed, and is the one bench/stats.py gives on the
+    # stored predictions (UAR's point from sklearn)
+    ci = m["ci"]
+    assert ci["method"].startswith("stratified percentile bootstrap") and ci["resamples"] >= 2000 and "seed" in ci
+    assert ci == stats.metric_intervals(preds["labels"], y_pred, len(preds["classes"]), n_resamples=ci["resamples"],
+                                        seed=ci["seed"])
+    assert ci["uar"]["point"] == pytest.approx(balanced_accuracy_score(preds["labels"], y_pred))
+    assert ci["uar"]["lo"] <= ci["uar"]["point"] <= ci["uar"]["hi"]
 
 
 @pytest.mark.slow
@@ -95,3 +105,8 @@ def test_report_aggregates_folds(workdir, data_home):
     for name in ("synthetic.md", "synthetic.tex"):
         assert (reports / "tables" / name).is_file()
     assert any(Path(f).suffix == ".png" for f in summary["files"])
+    # the site's run page names the kept checkpoint with the sha256 of its bytes (hashlib on the file here)
+    for d in _result_dirs(workdir):
+        ckpt = d / "checkpoints" / "last.pt"
+        page = (reports / "site" / "runs" / f"{d.name}.html").read_text()
+        assert f"{d.name}/checkpoints/last.pt (sha256 {hashlib.sha256(ckpt.read_bytes()).hexdigest()[:16]}" in page

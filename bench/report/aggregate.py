@@ -136,11 +136,13 @@ def summarise_group(g: Group, literature: list[dict]) -> dict[str, Any]:
 
     rows = [{"fold": r.get("fold"), **{k: num(r["metrics"].get(k)) for k in METRICS}} for r in g.runs]
     seeds = sorted({r.get("seed", 0) for r in g.runs})
-    single_split = len(folds_expected) == 1
+    # One split run (a single-split dataset, or one fold of a folded one) with several seeds: the spread is over
+    # seeds; a std over one fold mean would read 0.00.
+    single_split = len(folds_expected) == 1 or len({r.get("fold") for r in g.runs}) == 1
     aggs = {}
     for k in METRICS:
         agg = aggregate_folds(rows, key=k, expected_folds=folds_expected)
-        if single_split and len(g.runs) > 1:  # one split, several seeds: spread over seeds
+        if single_split and len(g.runs) > 1:
             agg = {**agg, "std": float(np.std([x[k] for x in rows], ddof=1))}
         aggs[k] = agg
     agg_u = aggs["uar"]

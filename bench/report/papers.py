@@ -207,7 +207,7 @@ def verdict(mean: float, reported: float | None, lo: float | None, hi: float | N
     it the reproduction is, with the interval of that difference (reproduced - published)."""
     if reported is None or lo is None or hi is None:
         return ""
-    if lo <= reported <= hi:
+    if lo - 0.005 <= reported <= hi + 0.005:  # published numbers carry two decimals
         return "reproduced"
     side = "below" if mean < reported else "above"
     d_lo, d_hi = sorted((abs(lo - reported), abs(hi - reported)))
@@ -360,6 +360,11 @@ def write_paper_tables(paper: Paper, built: dict[str, list[dict]], out_dir: Path
                  "convention).",
                  "Verdict: 'reproduced' when the published number lies inside the reproduced interval; otherwise "
                  "'below by Δ [lo, hi]' or 'above by Δ [lo, hi]', [lo, hi] the interval of |reproduced − published|."]
+        computed = sum("predictions.npz" in (cell.get("ci_source") or "")
+                       for r in rows for cell in r["cells"].values())
+        if computed:
+            notes.append(f"{computed} reproduced cell(s) come from runs written before intervals were stored: their "
+                         "intervals are computed from the runs' predictions.npz at report time.")
         raw = [i for i, h in enumerate(header) if h.startswith("reproduced ")]
         files += write_table(out_dir, table.id, title=f"{paper.name}: {table.title}", header=header, display=display,
                              rows=flat, columns=list(flat[0].keys()) if flat else ["row"], formats=formats,

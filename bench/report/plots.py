@@ -292,26 +292,34 @@ def noise_level(row_or_group: Any) -> float | None:
 
 
 def plot_robustness(groups: list[Group], rows: list[dict], path: Path) -> Path | None:
-    """Test UAR vs the fraction of flipped training labels (synthetic `label_noise`), one line per method, for
-    methods run at two or more noise levels; error bars are the std over folds/seeds where there are several."""
+    """Test UAR vs the fraction of flipped training labels (synthetic `label_noise`), one line per method and
+    protocol (two protocols of one method are two lines, never joined), for those run at two or more noise
+    levels; error bars are each point's 95% interval (bench/stats.py)."""
     import seaborn as sns
 
-    by_method: dict[str, list[tuple[float, float, float | None]]] = {}
+    by_line: dict[str, list[tuple[float, float, float, float]]] = {}
+    protocols: dict[str, set[str]] = {}
+    for g in groups:
+        protocols.setdefault(g.method, set()).add(g.first.get("protocol_name", ""))
     for g, r in zip(groups, rows, strict=True):
         level = noise_level(g)
         if level is None or r["uar_mean"] is None:
             continue
-        by_method.setdefault(g.method, []).append((level, r["uar_mean"], r["uar_std"]))
-    by_method = {m: sorted(v) for m, v in by_method.items() if len({x[0] for x in v}) >= 2}
-    if not by_method:
+        name = g.first.get("protocol_name", "")
+        label = f"{g.method} [{name}]" if len(protocols[g.method]) > 1 and name else g.method
+        lo, hi = r.get("uar_lo"), r.get("uar_hi")
+        err = (r["uar_mean"] - lo, hi - r["uar_mean"]) if lo is not None and hi is not None else (0.0, 0.0)
+        by_line.setdefault(label, []).append((level, r["uar_mean"], *err))
+    by_line = {m: sorted(v) for m, v in by_line.items() if len({x[0] for x in v}) >= 2}
+    if not by_line:
         return None
     with sns.axes_style("whitegrid"):
         fig = _new_figure(7.0, 4.5)
         ax = fig.subplots()
-        palette = method_palette(by_method)
-        for m, pts in sorted(by_method.items()):
-            xs, ys, es = zip(*pts, strict=True)
-            ax.errorbar([100 * x for x in xs], ys, yerr=[e or 0 for e in es], color=palette[m], marker="o", capsize=3,
+        palette = method_palette(by_line)
+        for m, pts in sorted(by_line.items()):
+            xs, ys, lo, hi = zip(*pts, strict=True)
+            ax.errorbar([100 * x for x in xs], ys, yerr=[lo, hi], color=palette[m], marker="o", capsize=3,
                         label=m)
         ax.axhline(100 / 7, color="gray", ls=":", lw=1, label="chance (7 classes)")
         ax.set_xlabel("training labels flipped (%)  [synthetic label_noise; test labels clean]")
