@@ -84,6 +84,8 @@ def verify(
     workers: int | None = typer.Option(None, "--workers"),
     out: Path | None = typer.Option(None, "--out", help="where verify.md / verify.json go (default: "
                                     "results/verify/<dataset>-<fold>-<time>)"),
+    reported: list[Path] | None = typer.Option(None, "--reported", help="a CSV with literature.csv's columns: "
+                                               "published per-fold numbers of your own (repeatable)"),
     json_out: bool = typer.Option(False, "--json", help="print the JSON report"),
 ) -> None:
     """Is this the data the papers used? A fingerprint against the release (counts, frames per clip, resolution,
@@ -92,17 +94,27 @@ def verify(
     from datetime import datetime
 
     from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from bench.report.literature import load_all_literature
+    from bench.errors import BenchError
+    from bench.report.literature import load_all_literature, load_literature
     from bench.verify import render_markdown, write_report
     from bench.verify import verify as run_verify
 
     _load_datasets()
     con = Console(stderr=True)
     opts = parse_options(option, variant=variant)
-    rep = run_verify(dataset, root, fold, opts, with_=with_, expect=expect, quick=quick, device=device,
-                     workers=workers, literature=load_all_literature(),
-                     progress=None if json_out else (lambda s: con.print(f"[dim]{s}[/dim]", highlight=False)))
+    literature = load_all_literature()
+    for extra in reported or []:
+        if not extra.is_file():
+            raise BenchError(f"{extra}: --reported file not found (a CSV with the columns of literature.csv)")
+        literature = load_literature(extra) + literature  # the user's rows first
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                   console=con, transient=True, disable=not con.is_terminal)
+    with bar:
+        rep = run_verify(dataset, root, fold, opts, with_=with_, expect=expect, quick=quick, device=device,
+                         workers=workers, literature=literature, bar=bar,
+                         progress=None if json_out else (lambda s: con.print(f"[dim]{s}[/dim]", highlight=False)))
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     out = out or Path("results") / "verify" / f"{dataset}-f{fold if fold is not None else 'all'}-{stamp}"
     files = write_report(rep, out)

@@ -131,7 +131,8 @@ def test_fingerprint_on_the_official_layouts(tmp_path):
     ferv = _verify(["-d", "ferv39k", "--root", str(write_ferv39k(tmp_path))], tmp_path, {}, 1)
     texts = " ".join(m["text"] for m in ferv["mismatches"])
     assert "31,088 in the official release" in texts and "7,847 in the official release" in texts
-    assert "median 28" in texts or ferv["fingerprint"]["folds"][0]["splits"]["train"]["frames"]["max"] <= 20
+    median = ferv["fingerprint"]["folds"][0]["splits"]["train"]["frames"]["median"]  # the fixture's 8..20 frames
+    assert median < 22 and f"frames per clip: median {median:g} vs 28 in the reference" in texts, texts
     mafw = _verify(["-d", "mafw", "--root", str(write_mafw(tmp_path)), "--fold", "2"], tmp_path, {}, 1)
     assert "7,335 in the official release" in " ".join(m["text"] for m in mafw["mismatches"])
 
@@ -204,3 +205,43 @@ def test_checkpoint_verdict_and_diagnosis(tmp_path):
         assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
         errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
         assert len(errors) == 1 and message in errors[0]  # progress lines above it, then one line
+
+
+@pytest.mark.slow
+def test_a_synthetic_checkpoint_against_its_published_per_fold_number(synthetic_copies, tmp_path):
+    """On `synthetic`, end to end: a checkpoint trained here, moved out of its run directory (as a released file
+    is), plays the released checkpoint, and its run's fold-1 number, given as a published row in a --reported
+    CSV (literature.csv's columns), plays the published one. The correctly prepared copy matches (with --quick);
+    a source that publishes WAR only is read on WAR; a published number far above is `below`, beyond noise."""
+    c, env = synthetic_copies["copies"], synthetic_copies["env"]
+    opts = ["--set", "data.options.clips_per_class=6", "--set", "data.options.folds=2",
+            "--set", "data.options.resolution=32"]
+    bench_cli(["run", "-m", "test_tiny", "-d", "synthetic", "--root", str(c["correct"]), "--fold", "1", *opts,
+               "--workers", "0", "--no-progress", "--no-latency"], tmp_path, env, check=True)
+    (ckpt,) = (tmp_path / "results" / "runs").rglob("last.pt")
+    result = json.loads((ckpt.parent.parent / "result.json").read_text())
+    run = result["metrics"]
+    released = tmp_path / "released" / "tiny_synthetic.pt"
+    released.parent.mkdir()
+    shutil.copy(ckpt, released)
+    header = "method,dataset,split,uar,war,params_m,gflops,gflops_input,pretraining,source,source_kind,notes\n"
+
+    def check(uar: str, war: str, rc: int) -> dict:
+        table = tmp_path / f"published-{uar}-{war}.csv"
+        table.write_text(header + f"test_tiny,synthetic,fold 1,{uar},{war},,,,,a paper's table 2,paper,\n")
+        rep = _verify(["-d", "synthetic", "--root", str(c["correct"]), "--fold", "1", *SMALL, "--quick",
+                       "--with", f"test_tiny::{released}", "--reported", str(table), "--workers", "0"],
+                      tmp_path, env, rc)
+        ck = rep["checkpoint"]
+        assert ck["expected"]["source"] == "test_tiny, fold 1: a paper's table 2" and ck["test_videos"] == result["data"]["n_test"]
+        return ck
+
+    ck = check(f"{100 * run['uar']:.4f}", "", 0)
+    assert ck["verdict"]["verdict"] == "matches" and ck["verdict"]["metric"] == "uar"
+    ck = check("", f"{100 * run['war']:.4f}", 0)
+    assert ck["verdict"]["verdict"] == "matches" and ck["verdict"]["metric"] == "war"
+    ck = check("", "99.0", 1)
+    assert ck["verdict"]["verdict"] == "below" and "WAR points below" in ck["verdict"]["text"]
+    assert ck["diagnosis"] and "cause" in ck
+    md = (tmp_path / "verify-out" / "verify.md").read_text()
+    assert "Expected: WAR 99.00 (test_tiny, fold 1: a paper's table 2)" in md and "| WAR [95%] |" in md

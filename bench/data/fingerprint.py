@@ -182,7 +182,9 @@ def fingerprint(dataset: str, root: str | Path | None = None, folds: list[int | 
             if progress:
                 progress(f"fold {fold} {split}: hashing {len(hashed)} clips")
             read = {r.rel_path: clips.get(r) for r in hashed}
-            sample = [read[r.rel_path] for r in _stratified(hashed, SAMPLE_CLIPS, rng)]
+            # the colour sample: the same clips with or without --quick (the reference is built without it)
+            colour = _stratified(recs, SAMPLE_CLIPS, random.Random(f"{seed}/{fold}/{split}/colour"))
+            sample = [read[r.rel_path] if r.rel_path in read else clips.get(r) for r in colour]
             sigs[split] = {k: v.get("hashes", []) for k, v in read.items()}
             entry["splits"][split] = {
                 "clips": len(recs), "per_class": {c: counts.get(c, 0) for c in m.classes},
@@ -233,7 +235,7 @@ def _generated_reference(info: DatasetInfo, options: dict) -> dict[str, Any]:
     m = info.build_manifest(canonical, info.folds[0], dict(knobs))
     from bench.data.frames import cache_home
 
-    cache = cache_home() / "fingerprints" / f"{info.name}-{m.variant}.json"
+    cache = cache_home() / "fingerprints" / f"{info.name}-{m.variant}-v2.json"  # v2: the colour sample's rule
     if cache.is_file():
         return json.loads(cache.read_text())
     counts = info.counts_for(knobs) if info.counts_for else info.official_counts  # the folds this variant has
