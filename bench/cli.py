@@ -64,9 +64,11 @@ def list_methods(pattern: Annotated[str, typer.Argument(help="fnmatch pattern")]
     table = Table(title=f"methods ({sum(r['variant_of'] is None for r in rows)}, variants indented)", box=None,
                   pad_edge=False)
     table.add_column("method", no_wrap=True, min_width=max((len(r["name"]) + 2 for r in rows), default=6))
-    table.add_column("family / variant", overflow="ellipsis", no_wrap=True, max_width=None if wide else 26)
-    table.add_column("input", no_wrap=True, min_width=8)
-    table.add_column("starts from", overflow="ellipsis", no_wrap=True, min_width=17)
+    # 80 columns: the longest variant name (29) + family (19, the longest family; a variant's description is cut,
+    # --wide shows it) + input (7) + starts from (18, "needs s4d_pretrain") + 3 gaps of 2
+    table.add_column("family / variant", overflow="ellipsis", no_wrap=True, max_width=None if wide else 19)
+    table.add_column("input", no_wrap=True, min_width=7)
+    table.add_column("starts from", no_wrap=True, min_width=18)
     if wide:
         for col in ("test views", "recipes", "literature rows", "paper"):
             table.add_column(col, overflow="fold")

@@ -4,6 +4,7 @@ none sits on a marker, label-noise runs left out), the compact main table with i
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -83,3 +84,16 @@ def test_list_datasets_fits_80_columns_with_whole_root_paths(tmp_path):
     for name in ("dfew", "ferv39k", "mafw", "synthetic"):
         assert sum(ln.split()[:1] == [name] for ln in table) == 1, name
     assert any(str(long_root) in ln for ln in lines), "a root path is printed whole, on one line"
+
+
+def test_list_methods_fits_80_columns_with_whole_families_and_starting_points(tmp_path):
+    """Every line of `bench list methods` at 80 columns fits, and each method's family and starting point
+    (scratch, or the pretrained weights it needs) are printed whole (the JSON holds the full values)."""
+    rows = json.loads(bench_cli(["list", "methods", "--json"], tmp_path, check=True).stdout)
+    lines = bench_cli(["list", "methods"], tmp_path, {"COLUMNS": "80"}, check=True).stdout.splitlines()
+    assert max(len(ln) for ln in lines) <= 80, max(lines, key=len)
+    for r in rows:
+        if r["variant_of"] is None:
+            (line,) = [ln for ln in lines if ln.split()[:1] == [r["name"]]]
+            start = f"needs {r['needs_pretrained']}" if r["needs_pretrained"] else "scratch"
+            assert r["family"] in line and start in line and "…" not in line, line

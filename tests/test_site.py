@@ -107,6 +107,20 @@ def test_leaderboard_sorts_and_filters(site, browser):
     assert shown and set(shown) == {"3D CNN"} and len(shown) == families.count("3D CNN") < len(families)
     page.select_option("select[data-filter=family][data-table=leader]", "")
     assert len(page.eval_on_selector_all("#leader tbody tr:not([hidden])", "r => r")) == len(families)
+    # every other filter hides exactly the rows whose attribute differs, on both tables (learned / did not learn)
+    rows_of = "rows => rows.map(r => [r.dataset.protocol, r.dataset.init, r.dataset.learned])"
+    every = page.eval_on_selector_all("#leader tbody tr, #apart tbody tr", rows_of)
+    for name, index in (("protocol", 0), ("init", 1), ("learned", 2)):
+        values = sorted({row[index] for row in every})
+        assert len(values) > 1, (name, values)
+        for value in values:
+            page.select_option(f"select[data-filter={name}]", value)
+            shown = page.eval_on_selector_all("#leader tbody tr:not([hidden]), #apart tbody tr:not([hidden])",
+                                              rows_of)
+            assert [r[index] for r in shown] == [value] * sum(r[index] == value for r in every), (name, value)
+        page.select_option(f"select[data-filter={name}]", "")
+    assert page.eval_on_selector_all("#apart tbody tr", "rs => rs.map(r => r.dataset.learned)") and \
+        set(page.eval_on_selector_all("#apart tbody tr", "rs => rs.map(r => r.dataset.learned)")) == {"no"}
     badge = page.locator("#leader .badge.selection-last").first
     assert "selection: the last epoch" in badge.get_attribute("title")
     assert not problems, problems

@@ -22,6 +22,7 @@ import json
 import shlex
 import shutil
 import sys
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -415,12 +416,22 @@ def _write_pages(site_dir: Path, *, groups_by_ds: dict[str, list[Group]], rows_b
         noisy = [r for r, (_, g) in zip(rows, pairs, strict=True) if noise_level(g)]
         clean = [r for r in rows if r not in noisy]
         leader_rows[ds] = rows
+        # latencies compare only on one machine and thread count: the column sorts those of the most common key;
+        # the others show marked, with their machine, and sort last
+        keys = [r["latency_key"] for r in rows if r["latency_ms"] is not None]
+        latency_ref = max(set(keys), key=keys.count) if keys else ""
+        per_method = Counter(r["method"] for r in rows)
+        for r in rows:
+            r["latency_other"] = r["latency_ms"] is not None and r["latency_key"] != latency_ref
+            # a method with rows under several protocols names the protocol beside it: on a phone the protocol
+            # column is off screen and two `r18_gru` rows would read alike
+            r["name_protocol"] = r["protocol"] if per_method[r["method"]] > 1 else ""
         ci_note = ("95% intervals in brackets: a stratified bootstrap over the test videos for one split; over folds, "
                    "the within-fold sampling plus the between-fold spread (bench/stats.py).")
         page(f"{ds}.html", "leaderboard.html.j2", title=f"{ds} leaderboard", dataset=ds, ci_note=ci_note,
              learned=[r for r in clean if not r["did_not_learn"]], not_learned=[r for r in clean if r["did_not_learn"]],
              noisy=noisy, families=sorted({r["family"] for r in rows}), protocols=sorted({r["protocol"] for r in rows}),
-             inits=sorted({r["init"] for r in rows}))
+             inits=sorted({r["init"] for r in rows}), latency_ref=latency_ref)
         chart = _cost_chart(ds, [r for r in clean])
         if chart:
             charts.append(chart)
