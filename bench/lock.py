@@ -242,8 +242,10 @@ class RunLock:
         while not self._stop.wait(HEARTBEAT_S):
             try:
                 os.utime(self.path)
-            except OSError:  # taken over or gone: nothing left to keep alive
+            except FileNotFoundError:  # taken over (moved aside) or deleted: nothing left to keep alive
                 return
+            except OSError:  # a passing error of a network file system: beat again next time, or the run
+                continue     # would look stale to other hosts while it still computes
 
     def release(self) -> None:
         self._stop.set()

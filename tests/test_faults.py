@@ -245,6 +245,36 @@ def test_a_lock_on_another_host_holds_until_its_heartbeat_is_stale(tmp_path):
     assert not path.exists()
 
 
+def test_the_heartbeat_outlives_a_passing_file_system_error_and_stops_when_the_lock_is_gone(tmp_path, monkeypatch):
+    """An EIO from the lock's file system (an NFS hiccup) skips one beat, not all later ones: the lock's mtime
+    keeps moving, so other hosts do not take over a run that still computes; a lock moved away ends the beat."""
+    import errno
+
+    import bench.lock as lock_module
+
+    monkeypatch.setattr(lock_module, "HEARTBEAT_S", 0.02)
+    real_utime, calls = os.utime, []
+
+    def flaky_utime(path, *args, **kwargs):
+        calls.append(path)
+        if len(calls) <= 2:
+            raise OSError(errno.EIO, "Input/output error")
+        return real_utime(path, *args, **kwargs)
+
+    monkeypatch.setattr(lock_module.os, "utime", flaky_utime)
+    with RunLock(tmp_path / "run") as lock:
+        real_utime(lock.path, (1.0, 1.0))  # as if the last beat were long ago
+        deadline = time.time() + 10
+        while lock.path.stat().st_mtime < time.time() - 60 and time.time() < deadline:
+            time.sleep(0.02)
+        assert lock.path.stat().st_mtime > time.time() - 60 and len(calls) > 2
+        lock.path.rename(tmp_path / "moved")  # taken over: the beat stops
+        deadline = time.time() + 10
+        while lock._beat.is_alive() and time.time() < deadline:
+            time.sleep(0.02)
+        assert not lock._beat.is_alive()
+
+
 def test_a_requeued_slurm_job_takes_over_its_earlier_start(tmp_path, monkeypatch):
     monkeypatch.setenv("SLURM_JOB_ID", "77")
     monkeypatch.setenv("SLURM_RESTART_COUNT", "1")

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.errors import BenchError
+from bench.errors import BenchError, UnknownNameError
 from bench.report.aggregate import SELECTION_LABELS, Group, _pct, group_runs, per_class_rows, summarise_group
 from bench.report.cost import cost_rows, write_cost_tables
 from bench.report.literature import DEFAULT_LITERATURE, REPO_ROOT, load_all_literature, load_literature
@@ -60,8 +60,8 @@ FORMATS = ("md", "csv", "tex")
 
 def _main_notes(rows: list[dict]) -> list[str]:
     notes = ["UAR/WAR: mean ± std over folds (unweighted mean of per-fold values; seeds averaged within "
-             "a fold), then the 95% CI in brackets; a single split shows mean ± std over seeds, or the value for "
-             "one run.",
+             "a fold), then the 95% CI in brackets; a row run on one split (a single-split dataset, or one fold "
+             "of a folded one) shows mean ± std over seeds, or the value for one run.",
              "95% CI: one split (or one fold) = a bootstrap over its test videos, stratified by class, 2,000 "
              "resamples, percentile interval (seeds: the seed-averaged metric on the same resampled videos); several "
              "folds = each fold's bootstrap variance plus the between-fold variance (DerSimonian-Laird), t on k-1 "
@@ -237,6 +237,9 @@ def write_report(results_dir: Path = Path("results"), out_dir: Path = Path("repo
         return {"out_dir": str(out_dir), "files": [str(f) for f in res["files"]] + [str(mpath)], "runs": res["runs"],
                 "n_runs": len(res["runs"]), "skipped": skipped, "paper": res["paper"], "manifest": str(mpath)}
     groups_by_ds = group_runs(runs)
+    methods = {g.method for groups in groups_by_ds.values() for g in groups}
+    if mce_baseline is not None and mce_baseline not in methods:
+        raise UnknownNameError("--mce-baseline method (a method with runs in these results)", mce_baseline, methods)
     tables_dir, plots_dir = out_dir / "tables", out_dir / "plots"
     tables_dir.mkdir(parents=True, exist_ok=True)
     files: list[Path] = []

@@ -7,7 +7,8 @@ baseline row (default: the static single-frame control, `static_r18`, where it h
 use time); mCE = the mean of CE_c over the corruptions both rows have at every severity, in percent (100 = as
 robust as the baseline, lower is better). Relative mCE normalises the degradation instead of the error:
 rCE_c = sum_s (E(s, c) - E_clean) / sum_s (E_base(s, c) - E_base,clean). Per family (noise, blur, digital,
-occlusion, temporal): the mean UAR over its corruptions and severities. Several runs of one row (folds, seeds)
+occlusion, temporal): the mean UAR over its corruptions and severities, and the family's mCE (the mean CE_c over
+its corruptions). Several runs of one row (folds, seeds)
 are averaged per (corruption, severity).
 """
 
@@ -41,6 +42,7 @@ def _evals(run: StoredRun, kind: str) -> list[dict]:
 def corruption_row(g: Group) -> dict[str, Any] | None:
     """UAR (percent) per (corruption, severity) and clean, averaged over the row's runs that have them."""
     table: dict[tuple[str, int], list[float]] = {}
+    bands: dict[tuple[str, int], list[tuple[float, float]]] = {}
     families: dict[str, str] = {}
     run_ids = []
     for run in g.runs:
@@ -50,11 +52,16 @@ def corruption_row(g: Group) -> dict[str, Any] | None:
         for e in evals:
             key = (e.get("corruption", ""), int(e.get("severity") or 0))
             table.setdefault(key, []).append(100 * float(e["metrics"]["uar"]))
+            ci = (e["metrics"].get("ci") or {}).get("uar")
+            if ci:
+                bands.setdefault(key, []).append((100 * ci["lo"], 100 * ci["hi"]))
             families[key[0]] = e.get("family", "")
     if not any(k[0] != "clean" for k in table):
         return None
     uar = {k: float(np.mean(v)) for k, v in table.items()}
-    return {"method": g.method, "protocol": g.first.get("protocol_name", ""), "group": g, "uar": uar,
+    # the 95% interval of each point where every run of the row stored one (the mean of their ends for several)
+    band = {k: tuple(np.mean(v, axis=0)) for k, v in bands.items() if len(v) == len(table[k])}
+    return {"method": g.method, "protocol": g.first.get("protocol_name", ""), "group": g, "uar": uar, "band": band,
             "families": families, "clean": uar.get(("clean", 0)), "run_ids": run_ids}
 
 
@@ -69,6 +76,15 @@ def severity_curve(row: dict, name: str) -> tuple[list[int], list[float]]:
     if not sev or row["clean"] is None:
         return [], []
     return [0, *sev], [row["clean"], *[row["uar"][(name, s)] for s in sev]]
+
+
+def severity_band(row: dict, name: str) -> tuple[list[int], list[float], list[float]]:
+    """The 95% interval along `severity_curve`; empty where a point of the curve has none."""
+    xs, _ = severity_curve(row, name)
+    keys = [("clean", 0) if x == 0 else (name, x) for x in xs]
+    if not xs or any(k not in row["band"] for k in keys):
+        return [], [], []
+    return xs, [row["band"][k][0] for k in keys], [row["band"][k][1] for k in keys]
 
 
 def mce(row: dict, base: dict) -> dict[str, Any]:
@@ -97,13 +113,18 @@ def robustness_rows(groups: Sequence[Group], baseline: str | None = None) -> tup
     if not rows:
         return [], None
     names = [r["method"] for r in rows]
-    base_name = baseline if baseline in names else DEFAULT_BASELINE if DEFAULT_BASELINE in names else None
+    # a baseline named by the user is used or, where this dataset has no corruption results for it, nothing is
+    # (never another method in its place)
+    wanted = baseline or DEFAULT_BASELINE
+    base_name = wanted if wanted in names else None
     base = next((r for r in rows if r["method"] == base_name), None)
     for r in rows:
         r.update(mce(r, base) if base is not None else {"ce": {}, "mce": None, "rmce": None, "n": 0})
         for fam in FAMILY_ORDER:
             vals = [v for (c, s), v in r["uar"].items() if s > 0 and r["families"].get(c) == fam]
             r[f"family_{fam}"] = float(np.mean(vals)) if vals else None
+            ces = [v for c, v in r["ce"].items() if r["families"].get(c) == fam]
+            r[f"mce_{fam}"] = float(np.mean(ces)) if ces else None
         per = {}
         for c in sorted({c for c, s in r["uar"] if s > 0}):
             per[c] = float(np.mean([v for (cc, s), v in r["uar"].items() if cc == c and s > 0]))
@@ -115,18 +136,25 @@ def write_robustness_tables(ds: str, rows: list[dict], base_name: str | None, ta
                             formats: Sequence[str], stamp: str) -> list[Path]:
     if not rows:
         return []
-    header = ["method", "protocol", "clean UAR", *[f"{f} UAR" for f in FAMILY_ORDER], "mCE", "relative mCE",
+    header = ["method", "protocol", "clean UAR", *[f"{f} UAR (mCE)" for f in FAMILY_ORDER], "mCE", "relative mCE",
               "corruptions"]
-    disp = [[r["method"], r["protocol"], _fmt(r["clean"]), *[_fmt(r[f"family_{f}"]) for f in FAMILY_ORDER],
+
+    def family_cell(r: dict, fam: str) -> str:
+        uar, ce = _fmt(r[f"family_{fam}"]), r[f"mce_{fam}"]
+        return uar if ce is None else f"{uar} ({ce:.0f})"
+
+    disp = [[r["method"], r["protocol"], _fmt(r["clean"]), *[family_cell(r, f) for f in FAMILY_ORDER],
              _fmt(r["mce"], 1), _fmt(r["rmce"], 1), str(len(r["per_corruption"]))] for r in rows]
     flat = [{"method": r["method"], "protocol": r["protocol"], "clean_uar": r["clean"], "mce": r["mce"],
              "relative_mce": r["rmce"], **{f"{f}_uar": r[f"family_{f}"] for f in FAMILY_ORDER},
+             **{f"{f}_mce": r[f"mce_{f}"] for f in FAMILY_ORDER},
              **{f"uar_{c}": v for c, v in r["per_corruption"].items()}} for r in rows]
     columns = list(dict.fromkeys(k for row in flat for k in row))
     notes = [f"Corruptions of the test clips (bench/data/corruptions.py), severities 1-5, every method on the same "
              f"corrupted clips; UAR in % averaged over severities. mCE / relative mCE against `{base_name}` "
              f"(= 100), ImageNet-C's definitions with error = 100 - UAR (bench/report/robustness.py); lower is more "
-             f"robust." if base_name else "No baseline row with corruption results: mCE not computed.",
+             f"robust; per family: the mean CE over the family's corruptions." if base_name else
+             "No corruption results for the mCE baseline here: mCE not computed.",
              "Clean UAR: the same checkpoint through the same evaluation without corruption."]
     files = write_table(tables_dir, f"robustness_{ds}", title=f"{ds}: robustness to test-time corruptions",
                         header=header, display=disp, rows=flat, columns=columns, formats=formats, stamp=stamp,
@@ -159,6 +187,9 @@ def plot_corruptions(ds: str, rows: list[dict], path: Path) -> Path | None:
             xs, ys = severity_curve(r, name)
             if xs:
                 ax.plot(xs, ys, marker="o", ms=3, lw=1.2, color=palette[r["method"]], label=r["method"])
+            bx, lo, hi = severity_band(r, name)
+            if bx:
+                ax.fill_between(bx, lo, hi, color=palette[r["method"]], alpha=0.12, lw=0)
         ax.set_title(name, fontsize=9)
         ax.set_xticks(range(6))
         ax.tick_params(labelsize=7)
@@ -167,7 +198,7 @@ def plot_corruptions(ds: str, rows: list[dict], path: Path) -> Path | None:
         ax.axis("off")
     handles, labels = axes.ravel()[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=min(6, len(labels)), fontsize=8)
-    fig.suptitle(f"{ds}: UAR (%) vs corruption severity (0 = clean)", fontsize=11)
+    fig.suptitle(f"{ds}: UAR (%) vs corruption severity (0 = clean); bands: 95% bootstrap intervals", fontsize=11)
     fig.tight_layout(rect=(0, 0.06, 1, 0.97))
     atomic_savefig(fig, path)
     return path
