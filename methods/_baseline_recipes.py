@@ -16,7 +16,9 @@
   the configs exist only for r3d_18 (run.sh: `--batch_size=64 --num_epoch=100` on 4 processes) and, in the older
   `DataParallel/run.sh` whose trainer can only build r3d_18, `--batch_size 128 --num_epoch 200` for r3d_18,
   r2plus1d_18 and mc3_18: they are recorded here, not used (the protocol is the configs, constant for constant).
-  The seed is `int(time.time())` there, the run's seed here. The selection metric is not stated (both UAR and
+  The seed is `int(time.time())` there, the run's seed here. One listed difference: the trainer's
+  DistributedSampler (shuffle on) never has `set_epoch` called (`libs/Performer.py`), so every epoch visits the
+  training clips in the same order; here the order is reshuffled every epoch. The selection metric is not stated (both UAR and
   WAR are in every checkpoint's name): the harness default, UAR.
 * `former_dfer`: Former-DFER's trainer (methods/former_dfer.py), with which Former-DFER (Zhao & Liu, ACM MM 2021,
   Table 4) trained the "DS" baselines every later table quotes: 3D ResNet-18 46.52 / 58.27, ResNet18+LSTM

@@ -32,7 +32,8 @@ methods/_baseline_recipes.py; default for r3d18_tv, whose network it builds), `b
 `dfew_init=True` (set by `dfew_code`) re-draws the fc weight with kaiming_normal(fan_in) as the DFEW trainer does
 for every nn.Linear / nn.Conv2d (the 3D convs keep their init).
 
-Weights: `kinetics400` = torchvision's R3D_18 Kinetics-400 state_dict (torchvision's names; for `r3d18` the 7x7x7
+Weights (`r3d18_tv` also takes `dfew`: the DFEW README's per-fold r3d_18 files as the DFEW trainer saves them,
+'module.'-prefixed 'model_state_dict'): `kinetics400` = torchvision's R3D_18 Kinetics-400 state_dict (torchvision's names; for `r3d18` the 7x7x7
 stem conv is reported as mismatched: its stem differs); `hara` = a 3D-ResNets-PyTorch checkpoint
 ({'epoch','arch','state_dict',...}: r3d18_K_200ep.pth, Kinetics-700, 700 classes; r3d18_KM_200ep.pth, 1039 classes;
 or the CVPR2018 branch's resnet-18-kinetics.pth, 400 classes, DataParallel 'module.' prefix, shortcut A), renamed
@@ -54,7 +55,14 @@ import torch.nn.functional as F
 from torchvision.models.video.resnet import BasicBlock, Conv3DSimple, VideoResNet
 
 from bench.api import InputSpec, Paper, WeightsSource, register_method
-from bench.methods._baseline_recipes import BENCH3D, dfew_code, dfew_linear_init, former_dfer, with_protocols
+from bench.methods._baseline_recipes import (
+    BENCH3D,
+    convert_dfew,
+    dfew_code,
+    dfew_linear_init,
+    former_dfer,
+    with_protocols,
+)
 
 HARA = Paper(authors="Hara, Kataoka & Satoh", title="Can Spatiotemporal 3D CNNs Retrace the History of 2D CNNs and "
              "ImageNet?", venue="CVPR", year=2018, code="github.com/kenshohara/3D-ResNets-PyTorch")
@@ -172,8 +180,15 @@ def r3d18(num_classes: int, frames: int, size: int, dropout: float = 0.0, shortc
     return _r3d18(num_classes, HaraStem, dropout, shortcut, dfew_init)
 
 
+# the DFEW README's released per-fold r3d_18 weights are torchvision's network, saved by the DFEW trainer
+_TV_WEIGHTS = {**_WEIGHTS, "dfew": WeightsSource(
+    "a DFEW-repo r3d_18 checkpoint (README release or its trainer: r3d_18_fold{k}_epo{NNN}_UAR.._WAR...pth, "
+    "'model_state_dict', 'module.' prefix; 7 classes; trained on [0,1] inputs without normalisation)",
+    "r3d_18_fold1_epo*.pth", convert_dfew)}
+
+
 @register_method("r3d18_tv", family="3D CNN", input=InputSpec(16, 112), paper=TRAN, recipe=R3D18_TV_RECIPE,
-                 weights=_WEIGHTS, literature=("r3d_18 (DFEW repo)",),
+                 weights=_TV_WEIGHTS, literature=("r3d_18 (DFEW repo)",),
                  test_views_note="dfew_code: 16 random sorted frames (train) / linspace (test), 1 view, epoch "
                                  "picked on test")
 def r3d18_tv(num_classes: int, frames: int, size: int, dropout: float = 0.0, dfew_init: bool = False) -> nn.Module:

@@ -93,3 +93,22 @@ def test_hara_and_torchvision_stems_cost_what_the_tables_say():
     assert count_params(hara)[0] == pytest.approx(33.21e6, rel=1e-3)
     assert count_macs(hara, (3, 16, 112, 112))["gmacs_fvcore"] == pytest.approx(8.32, rel=0.005)
     assert count_macs(tv, (3, 16, 112, 112))["gmacs_fvcore"] == pytest.approx(40.7, rel=0.005)
+
+
+def test_r3d18_tv_loads_a_dfew_repo_checkpoint_as_saved(tmp_path):
+    """The DFEW README's r3d_18 weights: torchvision's r3d_18 (names and shapes) under the DFEW trainer's
+    'model_state_dict' with DDP's 'module.' prefix load whole into r3d18_tv and give torchvision's logits."""
+    from torchvision.models.video import r3d_18
+
+    torch.manual_seed(3)
+    reference = r3d_18(num_classes=7).eval()
+    path = tmp_path / "r3d_18_fold1_epo042_UAR45.11_WAR55.70.pth"
+    torch.save({"seed": 1, "epo": 42, "model_state_dict": {f"module.{k}": v for k, v in
+                                                           reference.state_dict().items()}}, path)
+    model = build_model("r3d18_tv", 7)
+    rep = apply_init(model, METHODS.get("r3d18_tv"), f"dfew:{path}")["report"]
+    assert rep["missing"] == [] and rep["unexpected"] == [] and rep["mismatched"] == []
+    assert rep["loaded"] == len(reference.state_dict())
+    x = torch.rand(1, 3, 8, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(model.eval()(x), reference(x), atol=1e-5)
