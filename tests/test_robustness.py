@@ -61,6 +61,29 @@ def test_every_evaluation_reads_the_same_corrupted_clips_through_the_loader(tmp_
     assert not torch.equal(clips[0][test[0].clip_id], clean)  # the corruption was applied
 
 
+def test_the_curated_corruption_results_pass_the_pipelines_sanity_check():
+    """On the shipped evaluations (results/examples, recomputed from each predictions.npz with sklearn): the
+    static control sees one frame, so reversed or shuffled frames leave its UAR exactly at its clean value at every
+    severity; the temporal r18_gru, whose classes are carried by the frame order, loses more than 10 points to
+    either at severity 5."""
+    from sklearn.metrics import balanced_accuracy_score
+
+    from tests.conftest import REPO
+
+    def uar(d):
+        with np.load(d / "predictions.npz") as z:
+            return balanced_accuracy_score(z["labels"], z["video_scores"].argmax(1))
+
+    runs = REPO / "results" / "examples" / "runs" / "synthetic" / "fold1"
+    static = [d for d in runs.glob("static_r18/*/corruptions") if (d / "reverse-s5").is_dir()]
+    gru = [d for d in runs.glob("r18_gru/*/corruptions") if (d / "reverse-s5").is_dir()]
+    assert len(static) == 1 and len(gru) == 1
+    clean = uar(static[0] / "clean")
+    for name in ("reverse", "shuffle"):
+        assert [uar(static[0] / f"{name}-s{s}") for s in range(1, 6)] == [clean] * 5, name
+        assert uar(gru[0] / "clean") - uar(gru[0] / f"{name}-s5") > 0.10, name
+
+
 @pytest.mark.slow
 def test_corrupt_writes_beside_the_run_resumes_and_reports(tmp_path, data_home):
     env = {"DFER_DATA_HOME": str(data_home)}
