@@ -288,7 +288,7 @@ def _robustness_tables(robust: dict[str, list[dict]]) -> list[dict]:
         names = sorted({c for r in rows for c in r["per_corruption"]})
         out.append({"dataset": ds, "families": list(FAMILY_ORDER), "corruptions": names,
                     "rows": [{"method": r["method"], "protocol": r["protocol"], "clean": r["clean"], "mce": r["mce"],
-                              "rmce": r["rmce"], "family": [r[f"family_{f}"] for f in FAMILY_ORDER],
+                              "rmce": r["rmce"], "family": [(r[f"family_{f}"], r[f"mce_{f}"]) for f in FAMILY_ORDER],
                               "per": [r["per_corruption"].get(c) for c in names],
                               "run_ids": r["run_ids"]} for r in rows],
                     "chart": _robustness_chart(ds, rows)})
