@@ -96,19 +96,14 @@ def verify(
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from bench.errors import BenchError
-    from bench.report.literature import load_all_literature, load_literature
+    from bench.report.literature import load_all_literature, load_reported
     from bench.verify import render_markdown, write_report
     from bench.verify import verify as run_verify
 
     _load_datasets()
     con = Console(stderr=True)
     opts = parse_options(option, variant=variant)
-    literature = load_all_literature()
-    for extra in reported or []:
-        if not extra.is_file():
-            raise BenchError(f"{extra}: --reported file not found (a CSV with the columns of literature.csv)")
-        literature = load_literature(extra) + literature  # the user's rows first
+    literature = load_reported(reported or []) + load_all_literature()  # the user's rows first
     bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                    console=con, transient=True, disable=not con.is_terminal)
     with bar:

@@ -38,6 +38,14 @@ N_RESAMPLES = 2000
 LEVEL = 0.95
 SEED = 0
 METHOD = "stratified percentile bootstrap over test videos"
+# published numbers carry two decimals: one that rounds into an interval lies inside it
+PUBLISHED_ROUNDING = 0.005
+
+
+def published_inside(lo: float, hi: float, published: float) -> bool:
+    """Whether a published number (percent, two decimals) lies inside a reproduced interval [lo, hi] (percent):
+    the rule of `bench report --paper`'s verdicts and of `bench data verify`'s."""
+    return lo - PUBLISHED_ROUNDING <= published <= hi + PUBLISHED_ROUNDING
 METRIC_NAMES = ("uar", "war", "macro_f1")
 _CHUNK = 250  # resamples per vectorised block (bounds memory on large test sets)
 

@@ -151,15 +151,11 @@ def expected_numbers(method: str, dataset: str, fold: int | None, checkpoint: Pa
     return {"source": f"{r['method']}, {r['split']}: {r['source']}", "uar": r.get("uar"), "war": r.get("war")}
 
 
-# published numbers carry two decimals: one that rounds into the interval lies inside it
-PUBLISHED_ROUNDING = 0.005
-
-
 def verdict(measured: dict[str, Any], published: float, metric: str = "uar") -> dict[str, Any]:
     """`matches` when the published number lies inside the measured 95% interval, else how far below/above."""
     lo, hi, point = 100 * measured["lo"], 100 * measured["hi"], 100 * measured["point"]
     name = metric.upper()
-    if lo - PUBLISHED_ROUNDING <= published <= hi + PUBLISHED_ROUNDING:
+    if stats.published_inside(lo, hi, published):
         return {"verdict": "matches", "metric": metric,
                 "text": f"matches: the published {name} {published:.2f} lies inside [{lo:.2f}, {hi:.2f}]"}
     side = "below" if point < published else "above"

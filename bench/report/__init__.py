@@ -25,7 +25,13 @@ import numpy as np
 from bench.errors import BenchError, UnknownNameError
 from bench.report.aggregate import SELECTION_LABELS, Group, _pct, group_runs, per_class_rows, summarise_group
 from bench.report.cost import cost_rows, write_cost_tables
-from bench.report.literature import DEFAULT_LITERATURE, REPO_ROOT, load_all_literature, load_literature
+from bench.report.literature import (
+    DEFAULT_LITERATURE,
+    REPO_ROOT,
+    load_all_literature,
+    load_literature,
+    load_reported,
+)
 from bench.report.plots import (
     _slug,
     pareto_front,
@@ -218,10 +224,7 @@ def write_report(results_dir: Path = Path("results"), out_dir: Path = Path("repo
         literature = local if local.is_file() else DEFAULT_LITERATURE
     lit_rows = load_all_literature(literature) if Path(literature) == DEFAULT_LITERATURE else \
         load_literature(literature)
-    for extra in reported:
-        if not Path(extra).is_file():
-            raise BenchError(f"{extra}: --reported file not found (a CSV with the columns of literature.csv)")
-        lit_rows += [{**r, "_row": len(lit_rows) + i} for i, r in enumerate(load_literature(Path(extra)))]
+    lit_rows += [{**r, "_row": len(lit_rows) + i} for i, r in enumerate(load_reported(reported))]
 
     runs, skipped = load_runs(results_dir)
     if paper is not None:

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import csv
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from bench.errors import BenchError
 from bench.registry import METHODS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -49,6 +51,16 @@ def load_literature(path: Path | None) -> list[dict]:
                 except ValueError:
                     row[k] = None
             rows.append(row)
+    return rows
+
+
+def load_reported(paths: Sequence[Path]) -> list[dict]:
+    """Rows of a user's own --reported CSVs (literature.csv's columns), in order; a missing file is one line."""
+    rows: list[dict] = []
+    for path in paths:
+        if not Path(path).is_file():
+            raise BenchError(f"{path}: --reported file not found (a CSV with the columns of literature.csv)")
+        rows += load_literature(Path(path))
     return rows
 
 

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from bench import stats
 from bench.api import RANDOM_INIT_LABEL
 from bench.errors import BenchError
 from bench.registry import DATASETS, METHODS
@@ -207,7 +208,7 @@ def verdict(mean: float, reported: float | None, lo: float | None, hi: float | N
     it the reproduction is, with the interval of that difference (reproduced - published)."""
     if reported is None or lo is None or hi is None:
         return ""
-    if lo - 0.005 <= reported <= hi + 0.005:  # published numbers carry two decimals
+    if stats.published_inside(lo, hi, reported):
         return "reproduced"
     side = "below" if mean < reported else "above"
     d_lo, d_hi = sorted((abs(lo - reported), abs(hi - reported)))
